@@ -1,0 +1,15 @@
+-- ingest_manifest: every raw file ingested into the landing area.
+-- Grain: one row per distinct file content (sha256); the same bytes under another name are skipped.
+CREATE TABLE ingest_manifest (
+    sha256           STRING    NOT NULL COMMENT 'SHA-256 of the bytes of the file (hex)',
+    file_name        STRING    NOT NULL COMMENT 'Name of the file as received',
+    stored_path      STRING    NOT NULL COMMENT 'Copy in the warehouse landing area, relative to the warehouse',
+    source           STRING    NOT NULL COMMENT 'customer, accelerometer or step_trainer',
+    size_bytes       BIGINT    NOT NULL COMMENT 'Size of the file in bytes',
+    rows_landed      BIGINT    NOT NULL COMMENT 'Lines landed in the landing table',
+    rows_quarantined BIGINT    NOT NULL COMMENT 'Lines set aside in quarantine',
+    batch_id         STRING    NOT NULL COMMENT 'Ingest batch',
+    ingested_at      TIMESTAMP NOT NULL COMMENT 'When the file was ingested'
+)
+COMMENT 'Raw files ingested'
+TBLPROPERTIES ('stedi.zone' = 'system', 'stedi.grain' = 'one row per file content');

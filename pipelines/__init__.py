@@ -1,0 +1,15 @@
+"""The stedi jobs, one module each, named by what they do.
+
+Each module declares ``INPUTS`` (tables, or ``customer_pseudonyms``), ``OUTPUT`` (a table with a
+contract in catalog/) and a pure ``transform`` over narwhals lazy frames, with no I/O: the runner in
+``stedi.runner`` reads the inputs and writes the output.
+"""
+
+#: Every job, in the order the original project ran them; the runner orders them by their inputs.
+JOBS = (
+    "customer_landing_to_trusted",
+    "accelerometer_landing_to_trusted",
+    "customer_trusted_to_curated",
+    "step_trainer_landing_to_trusted",
+    "machine_learning_curated",
+)

@@ -1,0 +1,45 @@
+"""step_trainer_trusted + accelerometer_trusted -> machine_learning_curated.
+
+Grain: one row per pair of a step trainer reading and an accelerometer reading of the *same
+customer* at the *same time*.
+Join keys: the device's ``serialNumber`` -> its owner's ``customer_key`` (customers_curated); the
+phone's ``user`` -> its ``customer_key`` (pseudonym map); then (``customer_key``,
+``sensorReadingTime`` = ``timestamp``). Joining on the timestamp alone would pair one customer's
+device with another customer's phone whenever their readings share a millisecond.
+The output is an allowlist: the customer appears only as ``customer_key``.
+"""
+
+import narwhals as nw
+
+INPUTS = ("step_trainer_trusted", "accelerometer_trusted", "customers_curated", "customer_pseudonyms")
+OUTPUT = "machine_learning_curated"
+
+
+def transform(
+    step_trainer_trusted: nw.LazyFrame,
+    accelerometer_trusted: nw.LazyFrame,
+    customers_curated: nw.LazyFrame,
+    customer_pseudonyms: nw.LazyFrame,
+) -> nw.LazyFrame:
+    device_readings = step_trainer_trusted.join(
+        customers_curated.select("serialNumber", "customer_key"), on="serialNumber", how="inner"
+    )
+    phone_readings = accelerometer_trusted.join(
+        customer_pseudonyms.select(nw.col("email").alias("user"), "customer_key"), on="user", how="inner"
+    )
+
+    pairs = device_readings.join(
+        phone_readings,
+        left_on=["customer_key", "sensorReadingTime"],
+        right_on=["customer_key", "timestamp"],
+        how="inner",
+    )
+
+    return pairs.select(
+        "customer_key",
+        nw.col("sensorReadingTime").alias("timestamp"),
+        "distanceFromObject",
+        "x",
+        "y",
+        "z",
+    )

@@ -1,0 +1,293 @@
+"""``stedi-etl``: the command line. A thin shell over the library: it resolves the settings once,
+opens the warehouse into ``ctx.obj`` and maps every :class:`~stedi.errors.StediError` to one line on
+stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from stedi.errors import StediError
+
+EPILOG_WAREHOUSE = "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use."
+
+
+def _fail_cleanly(fn):
+    """Turn expected errors into one line on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StediError as err:
+            raise click.ClickException(str(err)) from None
+        except OSError as err:
+            raise click.ClickException(f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")) from None
+
+    return wrapper
+
+
+class _Context:
+    def __init__(self, warehouse: str | None):
+        from stedi.config import resolve
+
+        self.settings = resolve(warehouse=warehouse)
+        self._wh = None
+
+    @property
+    def warehouse(self):
+        if self._wh is None:
+            from stedi.warehouse import Warehouse
+
+            self._wh = Warehouse.open(self.settings)
+        return self._wh
+
+    def key(self) -> bytes:
+        from stedi.privacy import pseudonym_key
+
+        return pseudonym_key(self.settings.pseudonym_key, self.warehouse.private_dir)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # On a terminal rich fits the screen; into a pipe or file, print tables whole.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 240)
+
+
+@click.group(epilog=EPILOG_WAREHOUSE)
+@click.option(
+    "--warehouse",
+    type=click.Path(file_okay=False, path_type=str),
+    default=None,
+    help="Warehouse folder. [default: $STEDI_WAREHOUSE or ./lakehouse]",
+)
+@click.version_option(package_name="stedi")
+@click.pass_context
+def cli(ctx: click.Context, warehouse: str | None) -> None:
+    """stedi: a privacy-first lakehouse for STEDI Step Trainer data.
+
+    \b
+    Typical session:
+      stedi-etl ingest sample_data
+      stedi-etl run
+      stedi-etl sql "SELECT count(*) FROM machine_learning_curated"
+    """
+    ctx.obj = _Context(warehouse)
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.pass_obj
+@_fail_cleanly
+def ingest(obj: _Context, source: Path) -> None:
+    """Copy the raw files under SOURCE into the warehouse and land their records.
+
+    SOURCE is laid out like the STEDI starter data (customer/landing/*.json,
+    accelerometer/landing/*.json, step_trainer/landing/*.json) or like the public bucket
+    (customers/, accelerometer/, step_trainer/ holding the files). A file whose content was
+    ingested before, under any name, is skipped. Lines that are not JSON objects, lack a required
+    field or hold a wrongly typed value go to the quarantine table.
+
+    \b
+    Example:
+      stedi-etl ingest ../shared/stedi-starter
+    """
+    from stedi.ingest import ingest as run_ingest
+
+    summary = run_ingest(obj.warehouse, source)
+    out = _console()
+    from rich.table import Table
+
+    table = Table(title=f"ingest {summary.batch_id}", title_justify="left")
+    for col in ("file", "source", "status", "landed", "quarantined"):
+        table.add_column(col, justify="right" if col in ("landed", "quarantined") else "left")
+    for f in summary.files:
+        status = f.status if f.status == "ingested" else f"skipped ({f.detail})"
+        table.add_row(f.file, f.source, status, str(f.rows_landed), str(f.rows_quarantined))
+    out.print(table)
+    landed = sum(f.rows_landed for f in summary.files)
+    bad = sum(f.rows_quarantined for f in summary.files)
+    out.print(
+        f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
+        f"{landed} row(s) landed, {bad} quarantined"
+    )
+
+
+@cli.command()
+@click.pass_obj
+@_fail_cleanly
+def run(obj: _Context) -> None:
+    """Run the five jobs of pipelines/ in dependency order.
+
+    \b
+    customer_landing_to_trusted       -> customer_trusted
+    accelerometer_landing_to_trusted  -> accelerometer_trusted
+    customer_trusted_to_curated       -> customers_curated
+    step_trainer_landing_to_trusted   -> step_trainer_trusted
+    machine_learning_curated          -> machine_learning_curated
+
+    Every output is committed at the end, all or nothing. A job whose inputs and code did not
+    change since its last run is skipped, so running again with nothing new changes no table.
+
+    \b
+    Example:
+      stedi-etl run
+    """
+    from stedi.runner import run as run_jobs
+
+    progress = _progress() if sys.stderr.isatty() else None
+    if progress is not None:
+        with progress as (bar, notify):
+            summary = run_jobs(obj.warehouse, obj.key(), progress=notify)
+    else:
+        summary = run_jobs(obj.warehouse, obj.key())
+    from rich.table import Table
+
+    table = Table(title=f"run {summary.run_id}", title_justify="left")
+    for col in ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"):
+        table.add_column(col, justify="right" if col in ("rows in", "rows out", "quarantined", "seconds") else "left")
+    for r in summary.results:
+        table.add_row(
+            r.job, r.output, r.status, str(r.rows_in), str(r.rows_out), str(r.rows_quarantined), f"{r.seconds:.2f}"
+        )
+    out = _console()
+    out.print(table)
+    out.print(f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s")
+
+
+class _progress:
+    """A progress bar on stderr over the five jobs, shown only on a terminal."""
+
+    def __enter__(self):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from stedi.runner import load_jobs
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=_console(True), transient=True)
+        self.bar.__enter__()
+        self.task = self.bar.add_task("run", total=len(load_jobs()))
+
+        def notify(job: str, state: str) -> None:
+            if state in ("done", "unchanged"):
+                self.bar.advance(self.task)
+            self.bar.update(self.task, description=f"{job}: {state}")
+
+        return self.bar, notify
+
+    def __exit__(self, *exc):
+        return self.bar.__exit__(*exc)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_fail_cleanly
+def sql(obj: _Context, query: str, fmt: str) -> None:
+    """Run QUERY through DuckDB over the current snapshot of every table.
+
+    Each table is visible under its own name (customer_landing ... machine_learning_curated,
+    quarantine, ingest_manifest).
+
+    \b
+    Examples:
+      stedi-etl sql "SELECT count(*) FROM machine_learning_curated"
+      stedi-etl sql --format csv "SELECT * FROM customers_curated LIMIT 10"
+    """
+    from stedi.query import sql as run_sql
+
+    result = run_sql(obj.warehouse, query)
+    if fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = sys.stdout.buffer
+        pacsv.write_csv(result, sink)
+        sink.flush()
+    elif fmt == "json":
+        click.echo(json.dumps(result.to_pylist(), default=str, indent=None))
+    else:
+        from rich.table import Table
+
+        table = Table()
+        for name in result.column_names:
+            table.add_column(name)
+        for row in result.to_pylist():
+            table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
+        out = _console()
+        out.print(table)
+        out.print(f"{result.num_rows} row(s)")
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+@_fail_cleanly
+def tables(obj: _Context, fmt: str) -> None:
+    """List every table with its zone, row count and last update.
+
+    \b
+    Example:
+      stedi-etl tables
+    """
+    from stedi.contracts import ZONES, load_contracts
+
+    wh = obj.warehouse
+    infos = sorted((wh.info(n) for n in load_contracts()), key=lambda i: (ZONES.index(i.zone), i.name))
+    if fmt == "json":
+        rows = [
+            {"table": i.name, "zone": i.zone, "rows": i.rows, "updated_at": i.updated_at.isoformat() if i.updated_at else None}
+            for i in infos
+        ]
+        click.echo(json.dumps(rows))
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("table", "zone", "rows", "last update"):
+        table.add_column(col, justify="right" if col == "rows" else "left")
+    for i in infos:
+        when = f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never"
+        table.add_row(i.name, i.zone, str(i.rows), when)
+    _console().print(table)
+
+
+@cli.command()
+@click.option("--customers", type=click.IntRange(min=1), required=True, help="Number of customers.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")
+@_fail_cleanly
+def generate(customers: int, seed: int, out: Path) -> None:
+    """Write a deterministic synthetic data set in the starter layout.
+
+    About half the customers consent to research; each device sends 30 step trainer readings; a
+    phone sends 3 accelerometer readings per step trainer reading time; many timestamps are shared
+    by several customers; some customers have a later, updated record.
+
+    \b
+    Example:
+      stedi-etl generate --customers 956 --seed 1 --out /tmp/stedi-1x
+    """
+    from stedi.generate import generate as gen
+
+    if out.exists() and any(out.iterdir()):
+        raise StediError(f"{out} is not empty; choose a new folder")
+    g = gen(customers, seed, out)
+    click.echo(
+        f"wrote {g.files} file(s) to {out}: {g.customer_records} customer records ({g.customers} customers), "
+        f"{g.accelerometer_readings} accelerometer and {g.step_trainer_readings} step trainer readings"
+    )
+
+
+def main() -> None:
+    cli(prog_name="stedi-etl")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""Table contracts: the SQL DDL files in ``catalog/`` are the single source of truth for every table.
+
+Each file holds one ``CREATE TABLE`` in Spark SQL syntax with column comments, a table comment and
+``TBLPROPERTIES`` naming the table's zone and grain. This module parses them (with sqlglot) into
+:class:`Contract` objects that give the Iceberg, Arrow and Polars schemas.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import sqlglot
+from pyiceberg.schema import Schema
+from pyiceberg.types import (
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    NestedField,
+    StringType,
+    TimestamptzType,
+)
+from sqlglot import exp
+
+from stedi.errors import ContractError
+
+# sqlglot type -> (Iceberg type, Arrow type); Spark's TIMESTAMP is an instant (Iceberg timestamptz).
+_TYPES = {
+    exp.DataType.Type.TEXT: (StringType(), pa.large_string()),
+    exp.DataType.Type.VARCHAR: (StringType(), pa.large_string()),
+    exp.DataType.Type.BIGINT: (LongType(), pa.int64()),
+    exp.DataType.Type.INT: (IntegerType(), pa.int32()),
+    exp.DataType.Type.DOUBLE: (DoubleType(), pa.float64()),
+    exp.DataType.Type.BOOLEAN: (BooleanType(), pa.bool_()),
+    exp.DataType.Type.DATE: (DateType(), pa.date32()),
+    exp.DataType.Type.TIMESTAMPTZ: (TimestamptzType(), pa.timestamp("us", tz="UTC")),
+    exp.DataType.Type.TIMESTAMP: (TimestamptzType(), pa.timestamp("us", tz="UTC")),
+}
+
+ZONES = ("landing", "trusted", "curated", "system")
+
+
+def contracts_dir() -> Path:
+    """Where the contracts are: inside the installed package, else the repository's ``catalog/``."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "_contracts", here.parent / "catalog"):
+        if candidate.is_dir():
+            return candidate
+    raise ContractError(f"no contracts folder found beside {here} (expected catalog/)")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str
+    required: bool
+    comment: str
+
+    @property
+    def iceberg_type(self):
+        return _TYPES[exp.DataType.build(self.sql_type, dialect="spark").this][0]
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _TYPES[exp.DataType.build(self.sql_type, dialect="spark").this][1]
+
+
+@dataclass(frozen=True)
+class Contract:
+    """One table's contract: its columns, zone, grain and description, as declared in catalog/."""
+
+    name: str
+    zone: str
+    grain: str
+    description: str
+    columns: tuple[Column, ...]
+    properties: tuple[tuple[str, str], ...]
+    ddl: str
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def iceberg_schema(self) -> Schema:
+        return Schema(
+            *(
+                NestedField(i, c.name, c.iceberg_type, required=c.required, doc=c.comment or None)
+                for i, c in enumerate(self.columns, start=1)
+            )
+        )
+
+    def arrow_schema(self) -> pa.Schema:
+        return pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in self.columns])
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """Return ``table`` with exactly the contract's columns, order, types and nullability.
+
+        Raises :class:`ContractError` naming what is missing or extra; a failed cast (a value that
+        does not fit the declared type) raises too.
+        """
+        missing = [n for n in self.column_names if n not in table.column_names]
+        extra = [n for n in table.column_names if n not in self.column_names]
+        if missing or extra:
+            raise ContractError(
+                f"{self.name}: output does not match catalog/{self.name}.sql"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else "")
+            )
+        table = table.select(self.column_names)
+        try:
+            return table.cast(self.arrow_schema())
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
+            raise ContractError(f"{self.name}: output does not fit catalog/{self.name}.sql: {err}") from err
+
+
+def parse_contract(ddl: str, source: str = "<string>") -> Contract:
+    """Parse one contract's DDL text."""
+    try:
+        create = sqlglot.parse_one(ddl, dialect="spark")
+    except sqlglot.errors.ParseError as err:
+        raise ContractError(f"{source}: not a valid CREATE TABLE: {str(err).splitlines()[0]}") from err
+    if not isinstance(create, exp.Create) or not isinstance(create.this, exp.Schema):
+        raise ContractError(f"{source}: expected one CREATE TABLE statement with columns")
+    name = create.this.this.name
+    columns = []
+    for coldef in create.this.expressions:
+        if not isinstance(coldef, exp.ColumnDef):
+            continue
+        kinds = [c.args["kind"] for c in coldef.constraints]
+        comment = next((k.this.name for k in kinds if isinstance(k, exp.CommentColumnConstraint)), "")
+        required = any(isinstance(k, exp.NotNullColumnConstraint) for k in kinds)
+        dtype = coldef.args["kind"]
+        if dtype.this not in _TYPES:
+            raise ContractError(f"{source}: column {coldef.name}: unsupported type {dtype.sql('spark')}")
+        columns.append(Column(coldef.name, dtype.sql("spark"), required, comment))
+    props: dict[str, str] = {}
+    description = ""
+    for prop in create.args.get("properties") or []:
+        if isinstance(prop, exp.SchemaCommentProperty):
+            description = prop.this.name
+        elif isinstance(prop, exp.Property):
+            props[prop.name] = prop.args["value"].name
+    zone = props.get("stedi.zone", "")
+    if zone not in ZONES:
+        raise ContractError(f"{source}: TBLPROPERTIES 'stedi.zone' must be one of {ZONES}, got {zone!r}")
+    if not columns:
+        raise ContractError(f"{source}: table {name} declares no columns")
+    return Contract(
+        name=name,
+        zone=zone,
+        grain=props.get("stedi.grain", ""),
+        description=description,
+        columns=tuple(columns),
+        properties=tuple(sorted(props.items())),
+        ddl=ddl,
+    )
+
+
+@functools.cache
+def load_contracts(folder: Path | None = None) -> dict[str, Contract]:
+    """Every contract in ``folder`` (default :func:`contracts_dir`), by table name."""
+    folder = folder or contracts_dir()
+    contracts = {}
+    for path in sorted(folder.glob("*.sql")):
+        contract = parse_contract(path.read_text(encoding="utf-8"), source=str(path))
+        if contract.name != path.stem:
+            raise ContractError(f"{path}: declares table {contract.name}; the file must be named after it")
+        contracts[contract.name] = contract
+    return contracts
+
+
+def contract(name: str) -> Contract:
+    """The contract of table ``name``."""
+    contracts = load_contracts()
+    try:
+        return contracts[name]
+    except KeyError:
+        raise ContractError(f"no contract for table {name!r} in {contracts_dir()}") from None

@@ -1,0 +1,25 @@
+"""The errors stedi raises at its boundaries. The CLI prints each as one line and exits 1."""
+
+
+class StediError(Exception):
+    """Base class: something the user can fix; the message says how."""
+
+
+class ConfigError(StediError):
+    """A setting is missing or invalid."""
+
+
+class ContractError(StediError):
+    """A table contract in catalog/ is malformed, or a job's output does not match its contract."""
+
+
+class SourceError(StediError):
+    """An ingest source is missing, empty, laid out wrongly or unreadable."""
+
+
+class QueryError(StediError):
+    """An ad-hoc SQL query is malformed or names an unknown table."""
+
+
+class JobError(StediError):
+    """A pipeline job failed; no table was changed by the run."""

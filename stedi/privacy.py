@@ -1,0 +1,84 @@
+"""The privacy rules, written once: who consented, who a customer is, and their pseudonym.
+
+Every job calls these; none retypes a consent filter or an email normalisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from pathlib import Path
+
+import narwhals as nw
+import polars as pl
+
+from stedi.errors import ConfigError
+
+#: Columns that identify a person directly. Curated tables must carry none of them.
+DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
+
+KEY_FILE = "pseudonym.key"
+
+
+def normalise_email(column: str) -> nw.Expr:
+    """The customer's natural key: the email trimmed of surrounding spaces and lower-cased."""
+    return nw.col(column).str.strip_chars().str.to_lowercase()
+
+
+def has_research_consent() -> nw.Expr:
+    """A customer record consents to research when ``shareWithResearchAsOfDate`` is set.
+
+    The original project's filter kept NULLs; this one does not.
+    """
+    return ~nw.col("shareWithResearchAsOfDate").is_null()
+
+
+def only_consenting(frame: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, email_column: str) -> nw.LazyFrame:
+    """Rows of ``frame`` whose ``email_column`` (already normalised) is a ``customer_trusted`` customer."""
+    consenting = customer_trusted.select(nw.col("email").alias(email_column))
+    return frame.join(consenting, on=email_column, how="semi")
+
+
+# -- pseudonyms ----------------------------------------------------------------------------------
+
+
+def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
+    """The secret of the keyed hash: ``STEDI_PSEUDONYM_KEY`` when set, else the warehouse's key file.
+
+    The file is generated once, readable only by its owner. The key is never stored in a table
+    and never printed.
+    """
+    if configured:
+        return configured.encode("utf-8")
+    path = private_dir / KEY_FILE
+    if not path.exists():
+        from stedi.warehouse import private_file
+
+        try:
+            private_file(path, secrets.token_hex(32).encode("ascii"))
+        except FileExistsError:
+            pass  # another process created it first; use theirs
+    key = path.read_bytes().strip()
+    if len(key) < 32:
+        raise ConfigError(f"pseudonym key file {path} is shorter than 32 bytes; restore it or set STEDI_PSEUDONYM_KEY")
+    return key
+
+
+def customer_key(email: str, key: bytes) -> str:
+    """HMAC-SHA256 (hex) of the normalised email: the only way a customer appears in curated tables."""
+    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def key_fingerprint(key: bytes) -> str:
+    """A public, non-reversible tag of the key, so that runs can tell when the key changed."""
+    return hmac.new(key, b"stedi key fingerprint", hashlib.sha256).hexdigest()[:16]
+
+
+def pseudonyms(emails: pl.Series, key: bytes) -> pl.DataFrame:
+    """``email -> customer_key`` for the given normalised emails; kept in memory, never written."""
+    unique = emails.drop_nulls().unique()
+    return pl.DataFrame(
+        {"email": unique, "customer_key": [customer_key(e, key) for e in unique.to_list()]},
+        schema={"email": pl.String, "customer_key": pl.String},
+    )

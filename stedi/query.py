@@ -1,0 +1,52 @@
+"""Ad-hoc SQL through DuckDB over the current snapshot of every table (in place of Athena).
+
+Each table is a view under its own name over the Parquet files of its current Iceberg snapshot,
+planned by pyiceberg (Iceberg deletes are copy-on-write here, so the data files are the table).
+"""
+
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+
+from stedi.contracts import load_contracts
+from stedi.errors import QueryError
+from stedi.warehouse import Warehouse
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def connect(wh: Warehouse) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per table of the warehouse, named as the table."""
+    con = duckdb.connect()
+    for name, c in load_contracts().items():
+        files = wh.data_files(name)
+        if files:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            cols = ", ".join(_quote(n) for n in c.column_names)
+            con.execute(f"CREATE VIEW {_quote(name)} AS SELECT {cols} FROM read_parquet([{listing}])")
+        else:
+            con.register(f"__empty_{name}", c.arrow_schema().empty_table())
+            con.execute(f"CREATE VIEW {_quote(name)} AS SELECT * FROM {_quote('__empty_' + name)}")
+    return con
+
+
+def sql(wh: Warehouse, query: str) -> pa.Table:
+    """Run ``query`` over the warehouse's tables and return the result as Arrow."""
+    con = connect(wh)
+    try:
+        return con.sql(query).to_arrow_table()
+    except duckdb.CatalogException as err:
+        raise QueryError(f"{_first_line(err)} (tables: {', '.join(sorted(load_contracts()))})") from err
+    except duckdb.ParserException as err:
+        raise QueryError(f"malformed query: {_first_line(err)}") from err
+    except duckdb.Error as err:
+        raise QueryError(_first_line(err)) from err
+    finally:
+        con.close()
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0]

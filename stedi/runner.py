@@ -1,0 +1,311 @@
+"""The runner: orders the jobs in ``pipelines/`` by their inputs, evaluates their transforms on an
+engine, checks each output against its contract, and commits every output table at the end.
+
+A run is all or nothing: outputs are computed first and committed last; if any commit fails, the
+tables already committed in this run are put back to their previous snapshots. A job whose inputs,
+code and contract are unchanged since the snapshot it wrote last is skipped, so a second run with
+nothing new changes no table.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import hashlib
+import importlib
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Any, Protocol
+
+import narwhals as nw
+import polars as pl
+import pyarrow as pa
+
+import pipelines
+from stedi import privacy
+from stedi.contracts import Contract, contract
+from stedi.errors import JobError, StediError
+from stedi.warehouse import Warehouse
+
+PSEUDONYMS = "customer_pseudonyms"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of ``pipelines/``: its inputs, its output table and its pure transform."""
+
+    name: str
+    inputs: tuple[str, ...]
+    output: str
+    transform: Callable[..., nw.LazyFrame]
+    code_hash: str
+
+    @property
+    def contract(self) -> Contract:
+        return contract(self.output)
+
+
+def _code_hash(*modules: ModuleType, extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for module in modules:
+        digest.update(inspect.getsource(module).encode())
+    return digest.hexdigest()[:16]
+
+
+def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
+    """The jobs of ``pipelines/`` in dependency order (ties keep the order of ``pipelines.JOBS``)."""
+    jobs = {}
+    for name in names:
+        module = importlib.import_module(f"pipelines.{name}")
+        output = module.OUTPUT
+        jobs[output] = Job(
+            name=name,
+            inputs=tuple(module.INPUTS),
+            output=output,
+            transform=module.transform,
+            code_hash=_code_hash(module, privacy, extra=contract(output).ddl),
+        )
+    graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
+    try:
+        order = list(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as err:
+        raise JobError(f"the jobs in pipelines/ depend on each other in a cycle: {err.args[1]}") from err
+    return [jobs[out] for out in order]
+
+
+# -- engines -------------------------------------------------------------------------------------
+
+
+class Engine(Protocol):
+    """Where the transforms run. Frames passed between jobs are the engine's native lazy frames."""
+
+    def materialize(self, frame: nw.LazyFrame) -> Any:
+        """Compute a job's output; return a native lazy frame over the result for downstream jobs."""
+
+    def from_polars(self, frame: pl.DataFrame) -> Any:
+        """A native lazy frame over a small Polars frame (the pseudonym map)."""
+
+    def to_polars(self, native: Any) -> pl.DataFrame:
+        """Collect a native lazy frame into Polars."""
+
+
+class PolarsEngine:
+    """The default: lazy Polars, collected with the streaming engine."""
+
+    def materialize(self, frame: nw.LazyFrame) -> pl.LazyFrame:
+        return frame.to_native().collect(engine="streaming").lazy()
+
+    def from_polars(self, frame: pl.DataFrame) -> pl.LazyFrame:
+        return frame.lazy()
+
+    def to_polars(self, native: pl.LazyFrame) -> pl.DataFrame:
+        return native.collect()
+
+
+def evaluate(
+    jobs: list[Job],
+    load: Callable[[str], Any],
+    key: bytes,
+    engine: Engine,
+    *,
+    after: Callable[[Job, Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``jobs`` in order on ``engine``; return each output as a native lazy frame, by table name.
+
+    ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
+    a job skipped this time). ``after(job, frame)`` may check or filter each output before
+    downstream jobs see it.
+    """
+    frames: dict[str, Any] = {}
+
+    def get(name: str) -> Any:
+        if name not in frames:
+            if name == PSEUDONYMS:
+                emails = engine.to_polars(nw.from_native(get("customer_trusted")).select("email").to_native())
+                frames[name] = engine.from_polars(privacy.pseudonyms(emails["email"], key))
+            else:
+                frames[name] = load(name)
+        return frames[name]
+
+    for job in jobs:
+        result = job.transform(*(nw.from_native(get(name)) for name in job.inputs))
+        native = engine.materialize(result)
+        frames[job.output] = after(job, native) if after else native
+    return {job.output: frames[job.output] for job in jobs}
+
+
+# -- runs on a warehouse -------------------------------------------------------------------------
+
+
+@dataclass
+class JobResult:
+    job: str
+    output: str
+    status: str  # "updated" | "unchanged"
+    rows_in: int
+    rows_out: int
+    rows_quarantined: int
+    seconds: float
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    results: list[JobResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return any(r.status == "updated" for r in self.results)
+
+
+def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes) -> dict[str, str]:
+    """A fingerprint per job output: its code and contract, and what its inputs hold now."""
+    prints: dict[str, str] = {PSEUDONYMS: privacy.key_fingerprint(key)}
+    for job in jobs:
+        parts = [job.code_hash]
+        for name in job.inputs:
+            if name not in prints:
+                snap = wh.table(name).current_snapshot()
+                prints[name] = f"{name}@{snap.snapshot_id if snap else 'empty'}"
+            parts.append(prints[name])
+        prints[job.output] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+    return prints
+
+
+def _rows(wh: Warehouse, name: str) -> int:
+    return 0 if name == PSEUDONYMS else wh.info(name).rows
+
+
+def run(
+    wh: Warehouse,
+    key: bytes,
+    *,
+    engine: Engine | None = None,
+    progress: Callable[[str, str], None] | None = None,
+) -> RunSummary:
+    """Run every job of ``pipelines/`` against the warehouse, all or nothing."""
+    started = time.perf_counter()
+    engine = engine or PolarsEngine()
+    jobs = load_jobs()
+    summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    prints = _fingerprints(jobs, wh, key)
+    stale = [j for j in jobs if _stored_fingerprint(wh, j.output) != prints[j.output]]
+    notify = progress or (lambda job, state: None)
+
+    results: dict[str, JobResult] = {}
+    quarantined: list[pl.DataFrame] = []
+    timer = {"t": time.perf_counter()}
+
+    def load(name: str) -> pl.LazyFrame:
+        return wh.scan(name)
+
+    def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
+        df = frame.collect()
+        good, bad = split_invalid(df, job.contract)
+        if bad.height:
+            quarantined.append(bad.select(target_table=pl.lit(job.output), reason="reason", raw="raw"))
+        primary = job.inputs[0]
+        rows_in = outputs_rows.get(primary)
+        results[job.output] = JobResult(
+            job.name,
+            job.output,
+            "updated",
+            rows_in if rows_in is not None else _rows(wh, primary),
+            good.height,
+            bad.height,
+            time.perf_counter() - timer["t"],
+        )
+        outputs_rows[job.output] = good.height
+        notify(job.name, "done")
+        timer["t"] = time.perf_counter()
+        return good.lazy()
+
+    outputs_rows: dict[str, int] = {}
+    if stale:
+        for job in stale:
+            notify(job.name, "queued")
+        try:
+            outputs = evaluate(stale, load, key, engine, after=check)
+        except StediError:
+            raise
+        except Exception as err:  # a transform failed: nothing was committed
+            raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+        _commit(wh, stale, outputs, prints, quarantined, summary.run_id)
+
+    for job in jobs:
+        if job.output in results:
+            summary.results.append(results[job.output])
+        else:
+            rows = _rows(wh, job.output)
+            summary.results.append(JobResult(job.name, job.output, "unchanged", _rows(wh, job.inputs[0]), rows, 0, 0.0))
+            notify(job.name, "unchanged")
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _stored_fingerprint(wh: Warehouse, name: str) -> str | None:
+    snap = wh.table(name).current_snapshot()
+    return (snap.summary.additional_properties.get("stedi.fingerprint") if snap and snap.summary else None)
+
+
+def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows breaking the contract's NOT NULL columns, set apart with a reason and the row as JSON."""
+    required = [n for n in c.required if n in df.columns]
+    if not required:
+        return df, df.clear().with_columns(reason=pl.lit(""), raw=pl.lit(""))
+    reason = pl.concat_str(
+        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required], separator="; ", ignore_nulls=True
+    )
+    flagged = df.with_columns(reason=reason)
+    bad = flagged.filter(pl.col("reason") != "")
+    if bad.height == 0:
+        return df, bad.with_columns(raw=pl.lit(""))
+    good = flagged.filter(pl.col("reason") == "").drop("reason")
+    bad = bad.with_columns(raw=pl.struct(df.columns).struct.json_encode())
+    return good, bad
+
+
+def _commit(
+    wh: Warehouse,
+    jobs: list[Job],
+    outputs: Mapping[str, pl.LazyFrame],
+    prints: Mapping[str, str],
+    quarantined: list[pl.DataFrame],
+    run_id: str,
+) -> None:
+    """Commit every output; on any failure put back the tables already committed by this run."""
+    before = {job.output: wh.info(job.output).snapshot_id for job in jobs}
+    before["quarantine"] = wh.info("quarantine").snapshot_id
+    done: list[str] = []
+    try:
+        for job in jobs:
+            props = {
+                "stedi.run-id": run_id,
+                "stedi.job": job.name,
+                "stedi.fingerprint": prints[job.output],
+                "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
+            }
+            wh.overwrite(job.output, outputs[job.output].collect().to_arrow(), props)
+            done.append(job.output)
+        if quarantined:
+            now = datetime.now(UTC)
+            rows = pl.concat(quarantined).with_columns(
+                source_file=pl.lit(None, pl.String),
+                line_number=pl.lit(None, pl.Int64),
+                batch_id=pl.lit(run_id),
+                quarantined_at=pl.lit(now),
+            )
+            wh.append("quarantine", rows.to_arrow(), {"stedi.run-id": run_id})
+            done.append("quarantine")
+    except Exception as err:
+        for name in reversed(done):
+            wh.restore(name, before[name])
+        if isinstance(err, StediError):
+            raise
+        raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err

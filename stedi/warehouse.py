@@ -1,0 +1,155 @@
+"""The warehouse: a folder holding landing copies, Iceberg tables and (by default) their SQL catalog.
+
+Layout of the embedded default::
+
+    <warehouse>/
+      catalog.db            Iceberg SQL catalog (SQLite) unless a catalog URI is given
+      iceberg/stedi/<table>/{data,metadata}/
+      landing/<source>/     raw files, byte for byte, as ingested
+      .stedi/               private state (the pseudonym key)
+
+Every table is created from its contract on first use. Reads return lazy Polars frames over the
+current snapshot; writes commit one Iceberg snapshot, stamped with the properties given.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+from pyiceberg.catalog.sql import SqlCatalog
+from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.table import Table
+
+from stedi.config import Settings
+from stedi.contracts import Contract, contract, load_contracts
+from stedi.errors import ConfigError
+
+NAMESPACE = "stedi"
+
+# Polars would rather plan Iceberg scans natively; pyiceberg's planner is what we use for writes too.
+warnings.filterwarnings("ignore", message=".*Iceberg scan planning.*")
+# An overwrite of an empty table is a plain append; pyiceberg warns that its delete matched nothing.
+warnings.filterwarnings("ignore", message="Delete operation did not match any records")
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    zone: str
+    rows: int
+    snapshot_id: int | None
+    updated_at: datetime | None
+
+
+class Warehouse:
+    """Access to one warehouse's tables and files. Build one per process with :meth:`open`."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.root = settings.warehouse.resolve()
+
+    @classmethod
+    def open(cls, settings: Settings) -> Warehouse:
+        wh = cls(settings)
+        try:
+            wh.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"cannot create warehouse folder {wh.root}: {err.strerror}") from err
+        return wh
+
+    # -- folders ---------------------------------------------------------------------------------
+    @property
+    def landing_dir(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def private_dir(self) -> Path:
+        path = self.root / ".stedi"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+    # -- catalog ---------------------------------------------------------------------------------
+    @cached_property
+    def catalog(self) -> SqlCatalog:
+        iceberg_root = self.root / "iceberg"
+        iceberg_root.mkdir(parents=True, exist_ok=True)
+        catalog = SqlCatalog(NAMESPACE, uri=self.settings.catalog_url, warehouse=iceberg_root.as_uri())
+        catalog.create_namespace_if_not_exists(NAMESPACE)
+        return catalog
+
+    def table(self, name: str) -> Table:
+        """The Iceberg table ``name``, created from its contract if it does not exist yet."""
+        ident = f"{NAMESPACE}.{name}"
+        try:
+            return self.catalog.load_table(ident)
+        except NoSuchTableError:
+            c = contract(name)
+            props = dict(c.properties) | {"comment": c.description}
+            return self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=props)
+
+    def contracts(self) -> dict[str, Contract]:
+        return load_contracts()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
+        """A lazy frame over the current snapshot of table ``name``."""
+        table = table or self.table(name)
+        if table.current_snapshot() is None:
+            return pl.from_arrow(contract(name).arrow_schema().empty_table()).lazy()
+        return pl.scan_iceberg(table)
+
+    def data_files(self, name: str) -> list[str]:
+        """Local paths of the Parquet files of the current snapshot (Iceberg deletes are copy-on-write)."""
+        table = self.table(name)
+        if table.current_snapshot() is None:
+            return []
+        return [_local_path(task.file.file_path) for task in table.scan().plan_files()]
+
+    def info(self, name: str) -> TableInfo:
+        table = self.table(name)
+        snap = table.current_snapshot()
+        rows = int(snap.summary["total-records"]) if snap and snap.summary else 0
+        when = datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=UTC) if snap else None
+        return TableInfo(name, contract(name).zone, rows, snap.snapshot_id if snap else None, when)
+
+    def existing_tables(self) -> list[str]:
+        return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def append(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> Table:
+        table = self.table(name)
+        table.append(contract(name).conform(data), snapshot_properties=properties or {})
+        return table
+
+    def overwrite(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> Table:
+        table = self.table(name)
+        table.overwrite(contract(name).conform(data), snapshot_properties=properties or {})
+        return table
+
+    def restore(self, name: str, snapshot_id: int | None) -> None:
+        """Put table ``name`` back to ``snapshot_id`` (``None``: back to no rows)."""
+        table = self.table(name)
+        current = table.current_snapshot()
+        if snapshot_id is None:
+            if current is not None:
+                table.overwrite(contract(name).arrow_schema().empty_table())
+        elif current is None or current.snapshot_id != snapshot_id:
+            table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+
+
+def _local_path(uri: str) -> str:
+    return uri.removeprefix("file://") if uri.startswith("file://") else uri
+
+
+def private_file(path: Path, content: bytes) -> None:
+    """Create ``path`` readable only by its owner, failing if it exists (no race, no overwrite)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(content)
