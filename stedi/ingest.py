@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from stedi.contracts import Contract, contract
 from stedi.errors import SourceError
-from stedi.warehouse import Warehouse
+from stedi.warehouse import Change, Warehouse
 
 #: Source name -> landing table.
 SOURCES = {
@@ -138,7 +138,20 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
         return batch
 
     now = datetime.now(UTC).replace(microsecond=0)
-    stored = {raw.sha256: _store(wh, raw) for raw in new}
+    stored: dict[str, str] = {}
+    try:
+        for raw in new:
+            stored[raw.sha256] = _store(wh, raw)
+        _land(wh, batch, new, stored, now)
+    except BaseException:
+        # Nothing was recorded in the manifest: take the copies back out of the landing area.
+        for rel in stored.values():
+            (wh.root / rel).unlink(missing_ok=True)
+        raise
+    return batch
+
+
+def _land(wh: Warehouse, batch: IngestSummary, new: list[RawFile], stored: dict[str, str], now: datetime) -> None:
     landed: dict[str, pa.Table] = {}
     quarantined: list[pa.Table] = []
     for name, table in SOURCES.items():
@@ -154,14 +167,12 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
         batch.files.append(FileResult(raw.path.name, raw.source, "ingested", stored[raw.sha256], ok, bad))
 
     props = {"stedi.batch-id": batch.batch_id}
-    for table, rows in landed.items():
-        if rows.num_rows:
-            wh.append(table, rows, props)
+    changes = [Change(table, rows, "append", props) for table, rows in landed.items() if rows.num_rows]
     bad_rows = pa.concat_tables(quarantined) if quarantined else None
     if bad_rows is not None and bad_rows.num_rows:
-        wh.append("quarantine", bad_rows, props)
-    wh.append("ingest_manifest", _manifest_rows(new, stored, counts, batch.batch_id, now), props)
-    return batch
+        changes.append(Change("quarantine", bad_rows, "append", props))
+    changes.append(Change("ingest_manifest", _manifest_rows(new, stored, counts, batch.batch_id, now), "append", props))
+    wh.commit(changes)
 
 
 def _manifest(wh: Warehouse) -> dict[str, str]:

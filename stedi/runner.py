@@ -30,7 +30,7 @@ import pipelines
 from stedi import privacy
 from stedi.contracts import Contract, contract
 from stedi.errors import JobError, StediError
-from stedi.warehouse import Warehouse
+from stedi.warehouse import Change, Warehouse
 
 PSEUDONYMS = "customer_pseudonyms"
 
@@ -105,6 +105,22 @@ class PolarsEngine:
 
     def to_polars(self, native: pl.LazyFrame) -> pl.DataFrame:
         return native.collect()
+
+
+class SparkEngine:
+    """PySpark: outputs stay lazy, so Spark plans the whole chain of jobs at once."""
+
+    def __init__(self, spark: Any):
+        self.spark = spark
+
+    def materialize(self, frame: nw.LazyFrame) -> Any:
+        return frame.to_native()
+
+    def from_polars(self, frame: pl.DataFrame) -> Any:
+        return self.spark.createDataFrame(frame.to_arrow())
+
+    def to_polars(self, native: Any) -> pl.DataFrame:
+        return nw.from_native(native).collect(backend="polars").to_native()
 
 
 def evaluate(
@@ -279,33 +295,32 @@ def _commit(
     quarantined: list[pl.DataFrame],
     run_id: str,
 ) -> None:
-    """Commit every output; on any failure put back the tables already committed by this run."""
-    before = {job.output: wh.info(job.output).snapshot_id for job in jobs}
-    before["quarantine"] = wh.info("quarantine").snapshot_id
-    done: list[str] = []
-    try:
-        for job in jobs:
-            props = {
+    """Commit every output, all or nothing (see :meth:`Warehouse.commit`)."""
+    changes = [
+        Change(
+            job.output,
+            outputs[job.output].collect().to_arrow(),
+            "overwrite",
+            {
                 "stedi.run-id": run_id,
                 "stedi.job": job.name,
                 "stedi.fingerprint": prints[job.output],
                 "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
-            }
-            wh.overwrite(job.output, outputs[job.output].collect().to_arrow(), props)
-            done.append(job.output)
-        if quarantined:
-            now = datetime.now(UTC)
-            rows = pl.concat(quarantined).with_columns(
-                source_file=pl.lit(None, pl.String),
-                line_number=pl.lit(None, pl.Int64),
-                batch_id=pl.lit(run_id),
-                quarantined_at=pl.lit(now),
-            )
-            wh.append("quarantine", rows.to_arrow(), {"stedi.run-id": run_id})
-            done.append("quarantine")
+            },
+        )
+        for job in jobs
+    ]
+    if quarantined:
+        rows = pl.concat(quarantined).with_columns(
+            source_file=pl.lit(None, pl.String),
+            line_number=pl.lit(None, pl.Int64),
+            batch_id=pl.lit(run_id),
+            quarantined_at=pl.lit(datetime.now(UTC)),
+        )
+        changes.append(Change("quarantine", rows.to_arrow(), "append", {"stedi.run-id": run_id}))
+    try:
+        wh.commit(changes)
+    except StediError:
+        raise
     except Exception as err:
-        for name in reversed(done):
-            wh.restore(name, before[name])
-        if isinstance(err, StediError):
-            raise
         raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -46,6 +47,16 @@ class TableInfo:
     rows: int
     snapshot_id: int | None
     updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One table's part of a commit: rows to append, or the table's new content."""
+
+    table: str
+    data: pa.Table
+    mode: Literal["append", "overwrite"]
+    properties: dict[str, str] = field(default_factory=dict)
 
 
 class Warehouse:
@@ -123,15 +134,28 @@ class Warehouse:
         return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
 
     # -- writing ---------------------------------------------------------------------------------
-    def append(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> Table:
-        table = self.table(name)
-        table.append(contract(name).conform(data), snapshot_properties=properties or {})
-        return table
+    def append(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> None:
+        self.commit([Change(name, data, "append", properties or {})])
 
-    def overwrite(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> Table:
-        table = self.table(name)
-        table.overwrite(contract(name).conform(data), snapshot_properties=properties or {})
-        return table
+    def overwrite(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> None:
+        self.commit([Change(name, data, "overwrite", properties or {})])
+
+    def commit(self, changes: list[Change]) -> None:
+        """Commit ``changes`` in order, all or nothing: if one fails, the tables already changed are
+        put back to the snapshots they had before, and the error is raised."""
+        conformed = [(c, contract(c.table).conform(c.data)) for c in changes]  # fail before any commit
+        before = {c.table: self.info(c.table).snapshot_id for c in changes}
+        done: list[str] = []
+        try:
+            for change, data in conformed:
+                table = self.table(change.table)
+                write = table.append if change.mode == "append" else table.overwrite
+                write(data, snapshot_properties=change.properties)
+                done.append(change.table)
+        except BaseException:
+            for name in reversed(done):
+                self.restore(name, before[name])
+            raise
 
     def restore(self, name: str, snapshot_id: int | None) -> None:
         """Put table ``name`` back to ``snapshot_id`` (``None``: back to no rows)."""

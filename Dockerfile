@@ -1,0 +1,12 @@
+# The stedi image: the package and its CLI, with the sample data, running the demo by default.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY stedi ./stedi
+COPY pipelines ./pipelines
+COPY catalog ./catalog
+COPY sample_data ./sample_data
+RUN pip install --no-cache-dir .
+ENV STEDI_WAREHOUSE=/lakehouse
+VOLUME ["/lakehouse"]
+CMD ["sh", "-c", "stedi-etl ingest sample_data && stedi-etl run && stedi-etl tables"]

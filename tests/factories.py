@@ -1,0 +1,93 @@
+"""Small factories for landing records, landing files and in-memory runs of the jobs."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from stedi.contracts import contract
+from stedi.runner import PolarsEngine, evaluate, load_jobs
+
+KEY = b"k" * 32
+T0 = 1_655_564_000_000
+_serials = (str(uuid.UUID(int=i)) for i in itertools.count(1))
+
+
+def customer(name: str = "Ada Lovelace", **overrides: Any) -> dict[str, Any]:
+    """A customer record as the website sends it; consenting unless told otherwise."""
+    first, _, last = name.partition(" ")
+    record = {
+        "customerName": name,
+        "email": f"{first}.{last}@test.com",
+        "phone": "8015551212",
+        "birthDay": "1990-01-01",
+        "serialNumber": next(_serials),
+        "registrationDate": T0,
+        "lastUpdateDate": T0,
+        "shareWithResearchAsOfDate": T0,
+        "shareWithPublicAsOfDate": None,
+        "shareWithFriendsAsOfDate": None,
+    }
+    return record | overrides
+
+
+def reading(user: str, timestamp: int = T0, **overrides: Any) -> dict[str, Any]:
+    """An accelerometer reading as the phone app sends it."""
+    return {"user": user, "timestamp": timestamp, "x": 1.0, "y": 0.0, "z": -1.0} | overrides
+
+
+def step(serial: str, timestamp: int = T0, **overrides: Any) -> dict[str, Any]:
+    """A step trainer reading as the device sends it."""
+    return {"sensorReadingTime": timestamp, "serialNumber": serial, "distanceFromObject": 250} | overrides
+
+
+def write_landing(
+    root: Path,
+    customers: Iterable[Mapping] = (),
+    readings: Iterable[Mapping] = (),
+    steps: Iterable[Mapping] = (),
+    *,
+    name: str = "batch",
+) -> Path:
+    """Write records as newline-delimited JSON in the starter layout under ``root``."""
+    for source, rows in (("customer", customers), ("accelerometer", readings), ("step_trainer", steps)):
+        rows = list(rows)
+        if rows:
+            folder = root / source / "landing"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{source}-{name}.json").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+def landing_frame(table: str, rows: Iterable[Mapping]) -> pl.LazyFrame:
+    """Rows as they would sit in a landing table, lineage included."""
+    rows = [
+        dict(r) | {"_source_file": f"landing/{table}.json", "_line_number": i, "_ingested_at": datetime(2024, 1, 1, tzinfo=UTC)}
+        for i, r in enumerate(rows, start=1)
+    ]
+    c = contract(table)
+    if "birthDay" in c.column_names:
+        rows = [r | {"birthDay": datetime.fromisoformat(r["birthDay"]).date() if r.get("birthDay") else None} for r in rows]
+    schema = pa.schema([f.with_nullable(True) for f in c.arrow_schema()])
+    return pl.from_arrow(pa.Table.from_pylist(rows, schema=schema)).lazy()
+
+
+def run_jobs(
+    customers: Iterable[Mapping] = (), readings: Iterable[Mapping] = (), steps: Iterable[Mapping] = (), key: bytes = KEY
+) -> dict[str, pl.DataFrame]:
+    """Every job of pipelines/ on Polars over in-memory landing rows; each output table, collected."""
+    landing = {
+        "customer_landing": landing_frame("customer_landing", customers),
+        "accelerometer_landing": landing_frame("accelerometer_landing", readings),
+        "step_trainer_landing": landing_frame("step_trainer_landing", steps),
+    }
+    outputs = evaluate(load_jobs(), landing.__getitem__, key, PolarsEngine())
+    return {name: frame.collect() for name, frame in outputs.items()}

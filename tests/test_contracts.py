@@ -1,0 +1,86 @@
+"""The contracts in catalog/ are the single source of truth for every table's schema."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+import pipelines
+from stedi.config import Settings
+from stedi.contracts import load_contracts, parse_contract
+from stedi.errors import ContractError
+from stedi.ingest import SOURCES
+from stedi.privacy import DIRECT_IDENTIFIERS
+from stedi.runner import load_jobs
+from stedi.warehouse import Warehouse
+
+TABLE_NAMES = {
+    "customer_landing", "accelerometer_landing", "step_trainer_landing", "customer_trusted",
+    "accelerometer_trusted", "step_trainer_trusted", "customers_curated", "machine_learning_curated",
+}
+
+
+def test_every_table_has_a_contract_and_every_job_writes_one():
+    contracts = load_contracts()
+    assert TABLE_NAMES <= set(contracts)
+    assert {job.output for job in load_jobs()} | set(SOURCES.values()) == TABLE_NAMES
+    assert len(load_jobs()) == len(pipelines.JOBS) == 5
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_NAMES))
+def test_each_contract_states_zone_grain_and_a_comment_per_column(name):
+    c = load_contracts()[name]
+    assert c.zone in name or (c.zone == "curated" and name == "machine_learning_curated")
+    assert c.grain and c.description
+    assert all(col.comment for col in c.columns)
+
+
+def test_curated_contracts_allow_no_direct_identifier():
+    for c in load_contracts().values():
+        if c.zone == "curated":
+            assert not DIRECT_IDENTIFIERS & set(c.column_names), c.name
+
+
+def test_iceberg_tables_are_created_from_the_contract(tmp_path):
+    wh = Warehouse.open(Settings(warehouse=tmp_path))
+    for name, c in load_contracts().items():
+        schema = wh.table(name).schema()
+        assert [f.name for f in schema.fields] == c.column_names
+        assert [f.required for f in schema.fields] == [col.required for col in c.columns]
+        assert wh.table(name).properties["stedi.zone"] == c.zone
+
+
+def test_the_landing_schema_is_read_from_the_ddl():
+    c = parse_contract(
+        """CREATE TABLE t (a STRING NOT NULL COMMENT 'x', b DOUBLE, c DATE, d TIMESTAMP)
+           COMMENT 'd' TBLPROPERTIES ('stedi.zone' = 'landing', 'stedi.grain' = 'g')"""
+    )
+    assert c.arrow_schema() == pa.schema(
+        [
+            pa.field("a", pa.large_string(), nullable=False),
+            pa.field("b", pa.float64()),
+            pa.field("c", pa.date32()),
+            pa.field("d", pa.timestamp("us", tz="UTC")),
+        ]
+    )
+    assert c.required == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("ddl", "message"),
+    [
+        ("SELECT 1", "expected one CREATE TABLE"),
+        ("CREATE TABLE t (a STRING) TBLPROPERTIES ('stedi.zone' = 'moon')", "stedi.zone"),
+        ("CREATE TABLE t (a MAP<STRING, INT>) TBLPROPERTIES ('stedi.zone' = 'landing')", "unsupported type"),
+        ("CREATE TABLE t (a STRING", "not a valid CREATE TABLE"),
+    ],
+)
+def test_malformed_contracts_are_rejected_clearly(ddl, message):
+    with pytest.raises(ContractError, match=message):
+        parse_contract(ddl)
+
+
+def test_outputs_are_checked_against_the_contract():
+    c = load_contracts()["customers_curated"]
+    with pytest.raises(ContractError, match="unexpected \\['email'\\]"):
+        c.conform(pa.table({**{n: [None] for n in c.column_names}, "email": ["a@b.c"]}))

@@ -1,0 +1,106 @@
+"""Runs against a warehouse: all or nothing, and a second run with nothing new changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+import pipelines.machine_learning_curated as ml_job
+from stedi.config import Settings
+from stedi.errors import JobError
+from stedi.generate import generate
+from stedi.ingest import ingest
+from stedi.runner import load_jobs, run
+from stedi.warehouse import Warehouse
+from tests.factories import KEY, customer, reading, step, write_landing
+
+TABLES = [job.output for job in load_jobs()]
+
+
+@pytest.fixture
+def wh(tmp_path):
+    generate(30, seed=5, out=tmp_path / "src")
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, tmp_path / "src")
+    return wh
+
+
+def snapshots(wh):
+    return {name: wh.info(name).snapshot_id for name in [*TABLES, "quarantine"]}
+
+
+def test_jobs_run_in_dependency_order():
+    assert [job.name for job in load_jobs()] == [
+        "customer_landing_to_trusted",
+        "accelerometer_landing_to_trusted",
+        "customer_trusted_to_curated",
+        "step_trainer_landing_to_trusted",
+        "machine_learning_curated",
+    ]
+
+
+def test_a_second_run_with_nothing_new_changes_no_table(wh):
+    first = run(wh, KEY)
+    assert all(r.status == "updated" for r in first.results)
+    before = snapshots(wh)
+    second = run(wh, KEY)
+    assert all(r.status == "unchanged" for r in second.results)
+    assert not second.changed
+    assert snapshots(wh) == before
+    assert [r.rows_out for r in second.results] == [r.rows_out for r in first.results]
+
+
+def test_new_landing_data_reruns_what_depends_on_it(wh, tmp_path):
+    run(wh, KEY)
+    ann = customer("Ann Late")
+    ingest(wh, write_landing(tmp_path / "more", readings=[reading("nobody@test.com")], name="late"))
+    summary = {r.job: r.status for r in run(wh, KEY).results}
+    assert summary["customer_landing_to_trusted"] == "unchanged"
+    assert summary["accelerometer_landing_to_trusted"] == "updated"
+    ingest(wh, write_landing(tmp_path / "more2", [ann], [reading(ann["email"])], [step(ann["serialNumber"])], name="l2"))
+    out = run(wh, KEY)
+    assert all(r.status == "updated" for r in out.results)
+    assert wh.scan("customer_trusted").filter(email="ann.late@test.com").collect().height == 1
+
+
+def test_rerunning_never_appends_duplicates(wh):
+    run(wh, KEY)
+    counts = {t: wh.info(t).rows for t in TABLES}
+    # a changed key changes every pseudonym: the curated tables are rebuilt, not appended to
+    run(wh, b"another key of at least 32 bytes!!")
+    assert {t: wh.info(t).rows for t in TABLES} == counts
+
+
+def test_a_failing_job_changes_no_table(wh, monkeypatch):
+    run(wh, KEY)
+    before = snapshots(wh)
+
+    def broken(*frames):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(ml_job, "transform", broken)
+    with pytest.raises(JobError, match="boom"):
+        run(wh, b"another key of at least 32 bytes!!")  # every job is stale
+    assert snapshots(wh) == before
+
+
+def test_a_commit_failing_midway_puts_back_the_tables_already_committed(wh, monkeypatch):
+    run(wh, KEY)
+    before = snapshots(wh)
+    rows_before = {t: wh.info(t).rows for t in TABLES}
+    real_table = Warehouse.table
+    calls = {"n": 0}
+
+    def flaky(self, name):
+        table = real_table(self, name)
+        if name == "step_trainer_trusted":
+            calls["n"] += 1
+            if calls["n"] > 2:  # let the reads through, fail the write
+                raise OSError("disk full")
+        return table
+
+    monkeypatch.setattr(Warehouse, "table", flaky)
+    with pytest.raises(JobError, match="back at its previous snapshot"):
+        run(wh, b"another key of at least 32 bytes!!")
+    monkeypatch.undo()
+    assert {t: wh.info(t).rows for t in TABLES} == rows_before
+    assert snapshots(wh) == before
