@@ -13,13 +13,15 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from stedi.contracts import Contract, contract
 from stedi.errors import SourceError
@@ -51,14 +53,6 @@ _ACCEPTED = {
     "DATE": ("VARCHAR",),
 }
 _DUCK_TYPES = {"STRING": "VARCHAR", "BIGINT": "BIGINT", "INT": "INTEGER", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN", "DATE": "DATE"}
-
-
-@dataclass(frozen=True)
-class RawFile:
-    source: str
-    path: Path
-    size: int
-    sha256: str
 
 
 @dataclass
@@ -108,71 +102,70 @@ def discover(source: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _hash(path: Path) -> RawFile | tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
+def _read(path: Path) -> bytes:
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 22):
-                digest.update(chunk)
-                size += len(chunk)
+        return path.read_bytes()
     except OSError as err:
         raise SourceError(f"cannot read {path}: {err.strerror}") from err
-    return size, digest.hexdigest()
 
 
 def ingest(wh: Warehouse, source: Path) -> IngestSummary:
-    """Ingest every raw file under ``source`` that the warehouse has not seen before."""
+    """Ingest every raw file under ``source`` that the warehouse has not seen before.
+
+    All or nothing: the landing tables, the quarantine and the manifest are committed together at
+    the end; if anything fails, no table changes and the copies made are removed.
+    """
     found = discover(source)
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     known = _manifest(wh)
-    new: list[RawFile] = []
-    for name, path in found:
-        size, sha = _hash(path)
-        if sha in known:
-            batch.files.append(FileResult(path.name, name, "skipped", f"already ingested as {known[sha]}"))
-            continue
-        known[sha] = path.name
-        new.append(RawFile(name, path, size, sha))
-    if not new:
-        return batch
-
     now = datetime.now(UTC).replace(microsecond=0)
-    stored: dict[str, str] = {}
+    landed: dict[str, list[pa.Table]] = {table: [] for table in SOURCES.values()}
+    quarantined: list[pa.Table] = []
+    manifest: list[dict] = []
+    stored: list[Path] = []
     try:
-        for raw in new:
-            stored[raw.sha256] = _store(wh, raw)
-        _land(wh, batch, new, stored, now)
+        for name, path in found:
+            data = _read(path)
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in known:
+                batch.files.append(FileResult(path.name, name, "skipped", f"already ingested as {known[sha]}"))
+                continue
+            known[sha] = path.name
+            rel = f"landing/{name}/{sha[:12]}-{path.name}"
+            stored.append(_store(path, wh.root / rel, len(data)))
+            good, bad = parse(contract(SOURCES[name]), data, wh.root / rel, rel, now, batch.batch_id)
+            landed[SOURCES[name]].append(good)
+            quarantined.append(bad)
+            batch.files.append(FileResult(path.name, name, "ingested", rel, good.num_rows, bad.num_rows))
+            manifest.append(
+                {
+                    "sha256": sha,
+                    "file_name": path.name,
+                    "stored_path": rel,
+                    "source": name,
+                    "size_bytes": len(data),
+                    "rows_landed": good.num_rows,
+                    "rows_quarantined": bad.num_rows,
+                    "batch_id": batch.batch_id,
+                    "ingested_at": now,
+                }
+            )
+            del data
+        if manifest:
+            props = {"stedi.batch-id": batch.batch_id}
+            changes = [Change(t, pa.concat_tables(parts), "append", props) for t, parts in landed.items() if parts]
+            bad_rows = pa.concat_tables(quarantined)
+            if bad_rows.num_rows:
+                changes.append(Change("quarantine", bad_rows, "append", props))
+            rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
+            changes.append(Change("ingest_manifest", rows, "append", props))
+            wh.commit(changes)
     except BaseException:
         # Nothing was recorded in the manifest: take the copies back out of the landing area.
-        for rel in stored.values():
-            (wh.root / rel).unlink(missing_ok=True)
+        for copy in stored:
+            copy.unlink(missing_ok=True)
         raise
     return batch
-
-
-def _land(wh: Warehouse, batch: IngestSummary, new: list[RawFile], stored: dict[str, str], now: datetime) -> None:
-    landed: dict[str, pa.Table] = {}
-    quarantined: list[pa.Table] = []
-    for name, table in SOURCES.items():
-        files = [raw for raw in new if raw.source == name]
-        if files:
-            good, bad = parse(contract(table), [wh.root / stored[r.sha256] for r in files], wh.root, now, batch.batch_id)
-            landed[table] = good
-            quarantined.append(bad)
-
-    counts = _count_by_file(landed, quarantined)
-    for raw in new:
-        ok, bad = counts.get(stored[raw.sha256], (0, 0))
-        batch.files.append(FileResult(raw.path.name, raw.source, "ingested", stored[raw.sha256], ok, bad))
-
-    props = {"stedi.batch-id": batch.batch_id}
-    changes = [Change(table, rows, "append", props) for table, rows in landed.items() if rows.num_rows]
-    bad_rows = pa.concat_tables(quarantined) if quarantined else None
-    if bad_rows is not None and bad_rows.num_rows:
-        changes.append(Change("quarantine", bad_rows, "append", props))
-    changes.append(Change("ingest_manifest", _manifest_rows(new, stored, counts, batch.batch_id, now), "append", props))
-    wh.commit(changes)
 
 
 def _manifest(wh: Warehouse) -> dict[str, str]:
@@ -180,81 +173,102 @@ def _manifest(wh: Warehouse) -> dict[str, str]:
     return dict(zip(rows["sha256"].to_list(), rows["file_name"].to_list(), strict=True))
 
 
-def _store(wh: Warehouse, raw: RawFile) -> str:
-    """Copy a raw file into the landing area (write a temporary file, then rename); return its path."""
-    rel = f"landing/{raw.source}/{raw.sha256[:12]}-{raw.path.name}"
-    dest = wh.root / rel
+def _store(source: Path, dest: Path, size: int) -> Path:
+    """Copy a raw file into the landing area (in-kernel copy to a temporary file, then a rename)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            shutil.copyfile(raw.path, tmp)
-            os.replace(tmp, dest)
-        except OSError as err:
-            tmp.unlink(missing_ok=True)
-            raise SourceError(f"cannot copy {raw.path} into the warehouse: {err.strerror}") from err
-    return rel
-
-
-def _count_by_file(landed: dict[str, pa.Table], quarantined: list[pa.Table]) -> dict[str, tuple[int, int]]:
-    counts: dict[str, list[int]] = {}
-    for rows in landed.values():
-        for f, n in zip(*_value_counts(rows["_source_file"]), strict=True):
-            counts.setdefault(f, [0, 0])[0] += n
-    for rows in quarantined:
-        for f, n in zip(*_value_counts(rows["source_file"]), strict=True):
-            counts.setdefault(f, [0, 0])[1] += n
-    return {f: (a, b) for f, (a, b) in counts.items()}
-
-
-def _value_counts(column: pa.ChunkedArray) -> tuple[list[str], list[int]]:
-    vc = column.value_counts()
-    return vc.field("values").to_pylist(), vc.field("counts").to_pylist()
-
-
-def _manifest_rows(
-    new: Iterable[RawFile], stored: dict[str, str], counts: dict[str, tuple[int, int]], batch_id: str, now: datetime
-) -> pa.Table:
-    rows = [
-        {
-            "sha256": r.sha256,
-            "file_name": r.path.name,
-            "stored_path": stored[r.sha256],
-            "source": r.source,
-            "size_bytes": r.size,
-            "rows_landed": counts.get(stored[r.sha256], (0, 0))[0],
-            "rows_quarantined": counts.get(stored[r.sha256], (0, 0))[1],
-            "batch_id": batch_id,
-            "ingested_at": now,
-        }
-        for r in new
-    ]
-    return pa.Table.from_pylist(rows, schema=contract("ingest_manifest").arrow_schema())
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        shutil.copyfile(source, tmp)
+        if tmp.stat().st_size != size:
+            raise SourceError(f"{source} changed while it was being ingested; ingest it again")
+        os.replace(tmp, dest)
+    except OSError as err:
+        raise SourceError(f"cannot copy {source} into {dest.parent}: {err.strerror}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
 # -- parsing ---------------------------------------------------------------------------------------
+
+_BAD_SCHEMA = pa.schema(
+    [
+        ("target_table", pa.large_string()),
+        ("reason", pa.large_string()),
+        ("raw", pa.large_string()),
+        ("line_number", pa.int64()),
+    ]
+)
+
+
+def parse(
+    c: Contract, data: bytes, path: Path, rel: str, ingested_at: datetime, batch_id: str
+) -> tuple[pa.Table, pa.Table]:
+    """Parse one newline-delimited JSON file (``data``, stored at ``path``) against landing contract ``c``.
+
+    Returns the landed rows (the contract's columns, lineage included) and the quarantined lines.
+    Blank lines are ignored. A clean file is read in one pass by Arrow's JSON reader, which is
+    strict about types; a file it rejects for any reason is re-read line by line in DuckDB, which
+    gives each bad line its reason.
+    """
+    good = _parse_clean(c, data)
+    if good is None:
+        good, bad = _parse_lines(c, path)
+    else:
+        good = good.append_column("_line_number", pa.array(np.arange(1, good.num_rows + 1, dtype=np.int64)))
+        bad = _BAD_SCHEMA.empty_table()
+    stamp = pa.scalar(ingested_at, pa.timestamp("us", tz="UTC"))
+    good = good.append_column("_source_file", pa.repeat(pa.scalar(rel, pa.large_string()), good.num_rows))
+    good = good.append_column("_ingested_at", pa.repeat(stamp, good.num_rows))
+    bad = bad.append_column("source_file", pa.repeat(pa.scalar(rel, pa.large_string()), bad.num_rows))
+    bad = bad.append_column("batch_id", pa.repeat(pa.scalar(batch_id, pa.large_string()), bad.num_rows))
+    bad = bad.append_column("quarantined_at", pa.repeat(stamp, bad.num_rows))
+    return good, bad
+
+
+def _data_columns(c: Contract) -> list:
+    return [col for col in c.columns if col.name not in LINEAGE]
+
+
+def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
+    """The whole file through Arrow's JSON reader, or ``None`` if any line needs a closer look."""
+    columns = _data_columns(c)
+    # Dates arrive as strings: read them as such and cast them strictly below.
+    read_as = pa.schema(
+        [pa.field(col.name, pa.string() if col.arrow_type == pa.date32() else col.arrow_type) for col in columns]
+    )
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    try:
+        table = pajson.read_json(
+            pa.BufferReader(data),
+            parse_options=pajson.ParseOptions(explicit_schema=read_as, unexpected_field_behavior="ignore"),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != lines:  # blank lines were skipped: line numbers need the careful path
+        return None
+    for i, col in enumerate(columns):
+        if col.required and table[col.name].null_count:
+            return None
+        if col.arrow_type == pa.date32():
+            try:
+                table = table.set_column(i, col.name, pc.cast(table[col.name], pa.date32()))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+    return table
 
 
 def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def parse(
-    c: Contract, files: list[Path], root: Path, ingested_at: datetime, batch_id: str
-) -> tuple[pa.Table, pa.Table]:
-    """Parse newline-delimited JSON ``files`` against landing contract ``c``.
-
-    Returns the landed rows (the contract's columns, lineage included) and the quarantined lines.
-    Blank lines are ignored. Everything runs in DuckDB, vectorised.
-    """
-    data_cols = [col for col in c.columns if col.name not in LINEAGE]
-    paths = ", ".join(_sql_string(str(p)) for p in files)
-    prefix = _sql_string(str(root) + os.sep)
-    json_paths = ", ".join(_sql_string(f'$."{col.name}"') for col in data_cols)
-
+def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
+    """Line by line in DuckDB (vectorised): each bad line is set aside with the first reason found."""
+    columns = _data_columns(c)
+    json_paths = ", ".join(_sql_string(f'$."{col.name}"') for col in columns)
     checks = []
     values = []
-    for i, col in enumerate(data_cols, start=1):
+    for i, col in enumerate(columns, start=1):
         v = f"vs[{i}]"
         kind = col.sql_type.upper()
         accepted = ", ".join(_sql_string(t) for t in _ACCEPTED[kind])
@@ -269,19 +283,16 @@ def parse(
             f"WHEN json_type({v}) <> 'NULL' AND {cast} IS NULL "
             f"THEN 'field \"{col.name}\" does not fit {kind.lower()}: ' || json_extract_string({v}, '$')"
         )
-        values.append(f"{cast} AS \"{col.name}\"")
+        values.append(f'{cast} AS "{col.name}"')
+    target = _sql_string(c.name)
 
     con = duckdb.connect()
     try:
         con.execute(f"""
             CREATE TEMP TABLE lines AS
-            WITH raw AS (
-                SELECT replace(filename, {prefix}, '') AS file, string_split(content, chr(10)) AS ls
-                FROM read_text([{paths}])
-            ), numbered AS (
-                SELECT file, unnest(ls) AS line, unnest(range(1, len(ls) + 1)) AS line_number FROM raw
-            )
-            SELECT file, line_number, rtrim(line, chr(13)) AS line, json_valid(rtrim(line, chr(13))) AS ok
+            WITH raw AS (SELECT string_split(content, chr(10)) AS ls FROM read_text({_sql_string(str(path))})),
+            numbered AS (SELECT unnest(ls) AS line, unnest(range(1, len(ls) + 1)) AS line_number FROM raw)
+            SELECT line_number, rtrim(line, chr(13)) AS line, json_valid(rtrim(line, chr(13))) AS ok
             FROM numbered WHERE trim(line) <> ''
         """)
         con.execute(f"""
@@ -290,28 +301,24 @@ def parse(
                 SELECT *, json_extract(line, [{json_paths}]) AS vs FROM lines
                 WHERE CASE WHEN ok THEN json_type(line) = 'OBJECT' ELSE false END
             )
-            SELECT file, line_number, line, CASE {" ".join(checks)} END AS reason, {", ".join(values)}
+            SELECT line_number, line, CASE {" ".join(checks)} END AS reason, {", ".join(values)}
             FROM objects
         """)
-        ts = f"TIMESTAMPTZ {_sql_string(ingested_at.isoformat())}"
-        names = ", ".join(f'"{col.name}"' for col in data_cols)
+        names = ", ".join(f'"{col.name}"' for col in columns)
         good = con.sql(f"""
-            SELECT {names}, file AS _source_file, line_number AS _line_number, {ts} AS _ingested_at
-            FROM parsed WHERE reason IS NULL ORDER BY file, line_number
+            SELECT {names}, line_number AS _line_number FROM parsed WHERE reason IS NULL ORDER BY line_number
         """).to_arrow_table()
         bad = con.sql(f"""
-            SELECT {_sql_string(c.name)} AS target_table,
+            SELECT {target} AS target_table,
                    CASE WHEN NOT ok THEN 'not valid JSON' ELSE 'not a JSON object' END AS reason,
-                   line AS raw, file AS source_file, line_number
+                   line AS raw, line_number
             FROM lines WHERE CASE WHEN ok THEN json_type(line) <> 'OBJECT' ELSE true END
             UNION ALL
-            SELECT {_sql_string(c.name)}, reason, line, file, line_number FROM parsed WHERE reason IS NOT NULL
-            ORDER BY source_file, line_number
+            SELECT {target}, reason, line, line_number FROM parsed WHERE reason IS NOT NULL
+            ORDER BY line_number
         """).to_arrow_table()
     except duckdb.Error as err:
-        raise SourceError(f"cannot read landing files for {c.name}: {str(err).splitlines()[0]}") from err
+        raise SourceError(f"cannot read {path.name}: {str(err).strip().splitlines()[0]}") from err
     finally:
         con.close()
-    bad = bad.append_column("batch_id", pa.array([batch_id] * bad.num_rows, pa.large_string()))
-    bad = bad.append_column("quarantined_at", pa.array([ingested_at] * bad.num_rows, pa.timestamp("us", tz="UTC")))
-    return good, bad
+    return good, bad.cast(_BAD_SCHEMA)
