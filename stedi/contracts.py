@@ -8,38 +8,35 @@ Each file holds one ``CREATE TABLE`` in Spark SQL syntax with column comments, a
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-
-import pyarrow as pa
-import sqlglot
-from pyiceberg.schema import Schema
-from pyiceberg.types import (
-    BooleanType,
-    DateType,
-    DoubleType,
-    IntegerType,
-    LongType,
-    NestedField,
-    StringType,
-    TimestamptzType,
-)
-from sqlglot import exp
+from typing import TYPE_CHECKING
 
 from stedi.errors import ContractError
 
-# sqlglot type -> (Iceberg type, Arrow type); Spark's TIMESTAMP is an instant (Iceberg timestamptz).
+if TYPE_CHECKING:  # imported where used: a CLI call that needs no schema should not pay for them
+    import pyarrow as pa
+    from pyiceberg.schema import Schema
+
+# Spark SQL type name -> (Iceberg type name, Arrow type name). TIMESTAMP is an instant (timestamptz).
 _TYPES = {
-    exp.DataType.Type.TEXT: (StringType(), pa.large_string()),
-    exp.DataType.Type.VARCHAR: (StringType(), pa.large_string()),
-    exp.DataType.Type.BIGINT: (LongType(), pa.int64()),
-    exp.DataType.Type.INT: (IntegerType(), pa.int32()),
-    exp.DataType.Type.DOUBLE: (DoubleType(), pa.float64()),
-    exp.DataType.Type.BOOLEAN: (BooleanType(), pa.bool_()),
-    exp.DataType.Type.DATE: (DateType(), pa.date32()),
-    exp.DataType.Type.TIMESTAMPTZ: (TimestamptzType(), pa.timestamp("us", tz="UTC")),
-    exp.DataType.Type.TIMESTAMP: (TimestamptzType(), pa.timestamp("us", tz="UTC")),
+    "STRING": ("StringType", "large_string"),
+    "BIGINT": ("LongType", "int64"),
+    "INT": ("IntegerType", "int32"),
+    "DOUBLE": ("DoubleType", "float64"),
+    "BOOLEAN": ("BooleanType", "bool_"),
+    "DATE": ("DateType", "date32"),
+    "TIMESTAMP": ("TimestamptzType", "timestamp"),
 }
+
+
+def _arrow_type(sql_type: str) -> pa.DataType:
+    import pyarrow as pa
+
+    name = _TYPES[sql_type][1]
+    return pa.timestamp("us", tz="UTC") if name == "timestamp" else getattr(pa, name)()
+
 
 ZONES = ("landing", "trusted", "curated", "system")
 
@@ -62,11 +59,13 @@ class Column:
 
     @property
     def iceberg_type(self):
-        return _TYPES[exp.DataType.build(self.sql_type, dialect="spark").this][0]
+        from pyiceberg import types
+
+        return getattr(types, _TYPES[self.sql_type][0])()
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return _TYPES[exp.DataType.build(self.sql_type, dialect="spark").this][1]
+        return _arrow_type(self.sql_type)
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,9 @@ class Contract:
         raise KeyError(name)
 
     def iceberg_schema(self) -> Schema:
+        from pyiceberg.schema import Schema
+        from pyiceberg.types import NestedField
+
         return Schema(
             *(
                 NestedField(i, c.name, c.iceberg_type, required=c.required, doc=c.comment or None)
@@ -104,6 +106,8 @@ class Contract:
         )
 
     def arrow_schema(self) -> pa.Schema:
+        import pyarrow as pa
+
         return pa.schema([pa.field(c.name, c.arrow_type, nullable=not c.required) for c in self.columns])
 
     def conform(self, table: pa.Table) -> pa.Table:
@@ -120,6 +124,8 @@ class Contract:
                 + (f"; missing {missing}" if missing else "")
                 + (f"; unexpected {extra}" if extra else "")
             )
+        import pyarrow as pa
+
         table = table.select(self.column_names)
         try:
             return table.cast(self.arrow_schema())
@@ -129,6 +135,9 @@ class Contract:
 
 def parse_contract(ddl: str, source: str = "<string>") -> Contract:
     """Parse one contract's DDL text."""
+    import sqlglot
+    from sqlglot import exp
+
     try:
         create = sqlglot.parse_one(ddl, dialect="spark")
     except sqlglot.errors.ParseError as err:
@@ -143,10 +152,10 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         kinds = [c.args["kind"] for c in coldef.constraints]
         comment = next((k.this.name for k in kinds if isinstance(k, exp.CommentColumnConstraint)), "")
         required = any(isinstance(k, exp.NotNullColumnConstraint) for k in kinds)
-        dtype = coldef.args["kind"]
-        if dtype.this not in _TYPES:
-            raise ContractError(f"{source}: column {coldef.name}: unsupported type {dtype.sql('spark')}")
-        columns.append(Column(coldef.name, dtype.sql("spark"), required, comment))
+        sql_type = coldef.args["kind"].sql("spark").upper()
+        if sql_type not in _TYPES:
+            raise ContractError(f"{source}: column {coldef.name}: unsupported type {sql_type}")
+        columns.append(Column(coldef.name, sql_type, required, comment))
     props: dict[str, str] = {}
     description = ""
     for prop in create.args.get("properties") or []:
@@ -190,3 +199,11 @@ def contract(name: str) -> Contract:
         return contracts[name]
     except KeyError:
         raise ContractError(f"no contract for table {name!r} in {contracts_dir()}") from None
+
+
+def contract_digest(name: str) -> str:
+    """A digest of table ``name``'s contract file, without parsing it (cheap: used to spot changes)."""
+    path = contracts_dir() / f"{name}.sql"
+    if not path.is_file():
+        raise ContractError(f"no contract for table {name!r} in {contracts_dir()}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
@@ -169,8 +167,12 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
 
 
 def _manifest(wh: Warehouse) -> dict[str, str]:
-    rows = wh.scan("ingest_manifest").select("sha256", "file_name").collect()
-    return dict(zip(rows["sha256"].to_list(), rows["file_name"].to_list(), strict=True))
+    """SHA-256 -> file name of every file ingested so far."""
+    table = wh.table("ingest_manifest")
+    if table.current_snapshot() is None:
+        return {}
+    rows = table.scan(selected_fields=("sha256", "file_name")).to_arrow()
+    return dict(zip(rows["sha256"].to_pylist(), rows["file_name"].to_pylist(), strict=True))
 
 
 def _store(source: Path, dest: Path, size: int) -> Path:
@@ -215,7 +217,8 @@ def parse(
     if good is None:
         good, bad = _parse_lines(c, path)
     else:
-        good = good.append_column("_line_number", pa.array(np.arange(1, good.num_rows + 1, dtype=np.int64)))
+        line_numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), good.num_rows))  # 1..n
+        good = good.append_column("_line_number", line_numbers)
         bad = _BAD_SCHEMA.empty_table()
     stamp = pa.scalar(ingested_at, pa.timestamp("us", tz="UTC"))
     good = good.append_column("_source_file", pa.repeat(pa.scalar(rel, pa.large_string()), good.num_rows))
@@ -264,6 +267,8 @@ def _sql_string(value: str) -> str:
 
 def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
     """Line by line in DuckDB (vectorised): each bad line is set aside with the first reason found."""
+    import duckdb
+
     columns = _data_columns(c)
     json_paths = ", ".join(_sql_string(f'$."{col.name}"') for col in columns)
     checks = []

@@ -10,10 +10,14 @@ import hmac
 import secrets
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import narwhals as nw
-import polars as pl
 
 from stedi.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 #: Columns that identify a person directly. Curated tables must carry none of them.
 DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
@@ -77,6 +81,8 @@ def key_fingerprint(key: bytes) -> str:
 
 def pseudonyms(emails: pl.Series, key: bytes) -> pl.DataFrame:
     """``email -> customer_key`` for the given normalised emails; kept in memory, never written."""
+    import polars as pl
+
     unique = emails.drop_nulls().unique()
     return pl.DataFrame(
         {"email": unique, "customer_key": [customer_key(e, key) for e in unique.to_list()]},

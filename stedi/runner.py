@@ -1,10 +1,10 @@
 """The runner: orders the jobs in ``pipelines/`` by their inputs, evaluates their transforms on an
 engine, checks each output against its contract, and commits every output table at the end.
 
-A run is all or nothing: outputs are computed first and committed last; if any commit fails, the
-tables already committed in this run are put back to their previous snapshots. A job whose inputs,
-code and contract are unchanged since the snapshot it wrote last is skipped, so a second run with
-nothing new changes no table.
+A run is all or nothing: outputs are computed first and committed last, together (see
+:meth:`stedi.warehouse.Warehouse.commit`). A job whose code, contract and inputs are unchanged
+since the snapshot it last wrote is skipped, so a second run with nothing new changes no table.
+Polars and pyarrow are imported only when a job has to run: the no-op path stays fast.
 """
 
 from __future__ import annotations
@@ -12,25 +12,26 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import importlib
-import inspect
 import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import narwhals as nw
-import polars as pl
-import pyarrow as pa
 
 import pipelines
 from stedi import privacy
-from stedi.contracts import Contract, contract
+from stedi.contracts import Contract, contract, contract_digest
 from stedi.errors import JobError, StediError
 from stedi.warehouse import Change, Warehouse
+
+if TYPE_CHECKING:
+    import polars as pl
 
 PSEUDONYMS = "customer_pseudonyms"
 
@@ -53,7 +54,7 @@ class Job:
 def _code_hash(*modules: ModuleType, extra: str = "") -> str:
     digest = hashlib.sha256(extra.encode())
     for module in modules:
-        digest.update(inspect.getsource(module).encode())
+        digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -62,13 +63,12 @@ def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
     jobs = {}
     for name in names:
         module = importlib.import_module(f"pipelines.{name}")
-        output = module.OUTPUT
-        jobs[output] = Job(
+        jobs[module.OUTPUT] = Job(
             name=name,
             inputs=tuple(module.INPUTS),
-            output=output,
+            output=module.OUTPUT,
             transform=module.transform,
-            code_hash=_code_hash(module, privacy, extra=contract(output).ddl),
+            code_hash=_code_hash(module, privacy, extra=contract_digest(module.OUTPUT)),
         )
     graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
     try:
@@ -135,7 +135,7 @@ def evaluate(
 
     ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
     a job skipped this time). ``after(job, frame)`` may check or filter each output before
-    downstream jobs see it.
+    downstream jobs see it. The pseudonym map is built from ``customer_trusted`` when a job asks.
     """
     frames: dict[str, Any] = {}
 
@@ -153,6 +153,24 @@ def evaluate(
         native = engine.materialize(result)
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
+
+
+def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows breaking the contract's NOT NULL columns, set apart with a reason and the row as JSON."""
+    import polars as pl
+
+    required = [n for n in c.required if n in df.columns]
+    reason = pl.concat_str(
+        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required] or [pl.lit(None, pl.String)],
+        separator="; ",
+        ignore_nulls=True,
+    )
+    flagged = df.with_columns(_reason=reason)
+    bad = flagged.filter(pl.col("_reason").is_not_null() & (pl.col("_reason") != ""))
+    if bad.height == 0:
+        return df, pl.DataFrame(schema={"reason": pl.String, "raw": pl.String})
+    good = flagged.filter(pl.col("_reason").is_null() | (pl.col("_reason") == "")).drop("_reason")
+    return good, bad.select(reason="_reason", raw=pl.struct(df.columns).struct.json_encode())
 
 
 # -- runs on a warehouse -------------------------------------------------------------------------
@@ -181,21 +199,22 @@ class RunSummary:
 
 
 def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes) -> dict[str, str]:
-    """A fingerprint per job output: its code and contract, and what its inputs hold now."""
+    """A fingerprint per table: for inputs, their current snapshot; for outputs, a digest of the job's
+    code and contract and of its inputs' fingerprints (so a change upstream reaches downstream)."""
     prints: dict[str, str] = {PSEUDONYMS: privacy.key_fingerprint(key)}
     for job in jobs:
         parts = [job.code_hash]
         for name in job.inputs:
             if name not in prints:
-                snap = wh.table(name).current_snapshot()
-                prints[name] = f"{name}@{snap.snapshot_id if snap else 'empty'}"
+                prints[name] = f"{name}@{wh.info(name).snapshot_id or 'empty'}"
             parts.append(prints[name])
         prints[job.output] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
     return prints
 
 
-def _rows(wh: Warehouse, name: str) -> int:
-    return 0 if name == PSEUDONYMS else wh.info(name).rows
+def _stored_fingerprint(wh: Warehouse, name: str) -> str | None:
+    snap = wh.table(name).current_snapshot()
+    return snap.summary.additional_properties.get("stedi.fingerprint") if snap and snap.summary else None
 
 
 def run(
@@ -205,97 +224,63 @@ def run(
     engine: Engine | None = None,
     progress: Callable[[str, str], None] | None = None,
 ) -> RunSummary:
-    """Run every job of ``pipelines/`` against the warehouse, all or nothing."""
+    """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged."""
     started = time.perf_counter()
-    engine = engine or PolarsEngine()
     jobs = load_jobs()
     summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     prints = _fingerprints(jobs, wh, key)
     stale = [j for j in jobs if _stored_fingerprint(wh, j.output) != prints[j.output]]
     notify = progress or (lambda job, state: None)
 
-    results: dict[str, JobResult] = {}
-    quarantined: list[pl.DataFrame] = []
-    timer = {"t": time.perf_counter()}
-
-    def load(name: str) -> pl.LazyFrame:
-        return wh.scan(name)
-
-    def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
-        df = frame.collect()
-        good, bad = split_invalid(df, job.contract)
-        if bad.height:
-            quarantined.append(bad.select(target_table=pl.lit(job.output), reason="reason", raw="raw"))
-        primary = job.inputs[0]
-        rows_in = outputs_rows.get(primary)
-        results[job.output] = JobResult(
-            job.name,
-            job.output,
-            "updated",
-            rows_in if rows_in is not None else _rows(wh, primary),
-            good.height,
-            bad.height,
-            time.perf_counter() - timer["t"],
-        )
-        outputs_rows[job.output] = good.height
-        notify(job.name, "done")
-        timer["t"] = time.perf_counter()
-        return good.lazy()
-
-    outputs_rows: dict[str, int] = {}
-    if stale:
-        for job in stale:
-            notify(job.name, "queued")
-        try:
-            outputs = evaluate(stale, load, key, engine, after=check)
-        except StediError:
-            raise
-        except Exception as err:  # a transform failed: nothing was committed
-            raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
-        _commit(wh, stale, outputs, prints, quarantined, summary.run_id)
-
+    results = _run_stale(wh, stale, key, engine or PolarsEngine(), prints, summary.run_id, notify) if stale else {}
     for job in jobs:
-        if job.output in results:
-            summary.results.append(results[job.output])
-        else:
-            rows = _rows(wh, job.output)
-            summary.results.append(JobResult(job.name, job.output, "unchanged", _rows(wh, job.inputs[0]), rows, 0, 0.0))
+        if job.output not in results:
+            rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
+            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0)
             notify(job.name, "unchanged")
+        summary.results.append(results[job.output])
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _stored_fingerprint(wh: Warehouse, name: str) -> str | None:
-    snap = wh.table(name).current_snapshot()
-    return (snap.summary.additional_properties.get("stedi.fingerprint") if snap and snap.summary else None)
-
-
-def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows breaking the contract's NOT NULL columns, set apart with a reason and the row as JSON."""
-    required = [n for n in c.required if n in df.columns]
-    if not required:
-        return df, df.clear().with_columns(reason=pl.lit(""), raw=pl.lit(""))
-    reason = pl.concat_str(
-        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required], separator="; ", ignore_nulls=True
-    )
-    flagged = df.with_columns(reason=reason)
-    bad = flagged.filter(pl.col("reason") != "")
-    if bad.height == 0:
-        return df, bad.with_columns(raw=pl.lit(""))
-    good = flagged.filter(pl.col("reason") == "").drop("reason")
-    bad = bad.with_columns(raw=pl.struct(df.columns).struct.json_encode())
-    return good, bad
-
-
-def _commit(
+def _run_stale(
     wh: Warehouse,
-    jobs: list[Job],
-    outputs: Mapping[str, pl.LazyFrame],
+    stale: list[Job],
+    key: bytes,
+    engine: Engine,
     prints: Mapping[str, str],
-    quarantined: list[pl.DataFrame],
     run_id: str,
-) -> None:
-    """Commit every output, all or nothing (see :meth:`Warehouse.commit`)."""
+    notify: Callable[[str, str], None],
+) -> dict[str, JobResult]:
+    import polars as pl
+
+    results: dict[str, JobResult] = {}
+    quarantined: list[pl.DataFrame] = []
+    rows: dict[str, int] = {}
+    clock = [time.perf_counter()]
+
+    def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
+        good, bad = split_invalid(frame.collect(), job.contract)
+        if bad.height:
+            quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
+        primary = job.inputs[0]
+        rows_in = rows[primary] if primary in rows else wh.info(primary).rows
+        rows[job.output] = good.height
+        now = time.perf_counter()
+        results[job.output] = JobResult(job.name, job.output, "updated", rows_in, good.height, bad.height, now - clock[0])
+        clock[0] = now
+        notify(job.name, "done")
+        return good.lazy()
+
+    for job in stale:
+        notify(job.name, "queued")
+    try:
+        outputs = evaluate(stale, wh.scan, key, engine, after=check)
+    except StediError:
+        raise
+    except Exception as err:  # a transform failed: nothing was committed
+        raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+
     changes = [
         Change(
             job.output,
@@ -308,19 +293,23 @@ def _commit(
                 "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
             },
         )
-        for job in jobs
+        for job in stale
     ]
     if quarantined:
-        rows = pl.concat(quarantined).with_columns(
+        bad_rows = pl.concat(quarantined).select(
+            "target_table",
+            "reason",
+            "raw",
             source_file=pl.lit(None, pl.String),
             line_number=pl.lit(None, pl.Int64),
             batch_id=pl.lit(run_id),
             quarantined_at=pl.lit(datetime.now(UTC)),
         )
-        changes.append(Change("quarantine", rows.to_arrow(), "append", {"stedi.run-id": run_id}))
+        changes.append(Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id}))
     try:
         wh.commit(changes)
     except StediError:
         raise
     except Exception as err:
         raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
+    return results

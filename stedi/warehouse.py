@@ -22,17 +22,28 @@ from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
 
-import polars as pl
-import pyarrow as pa
+from typing import TYPE_CHECKING
+
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table
 
 from stedi.config import Settings
-from stedi.contracts import Contract, contract, load_contracts
+from stedi.contracts import contract
 from stedi.errors import ConfigError
 
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
 NAMESPACE = "stedi"
+
+# Physical settings of every table. pyiceberg writes the files of one commit in parallel, one per
+# ~64 MB of Arrow data: on a 2-core machine that keeps both cores encoding Parquet.
+TABLE_PROPERTIES = {
+    "write.target-file-size-bytes": str(64 * 1024 * 1024),
+    "write.parquet.compression-codec": "zstd",
+}
 
 # Polars would rather plan Iceberg scans natively; pyiceberg's planner is what we use for writes too.
 warnings.filterwarnings("ignore", message=".*Iceberg scan planning.*")
@@ -65,6 +76,7 @@ class Warehouse:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.root = settings.warehouse.resolve()
+        self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:
@@ -97,20 +109,21 @@ class Warehouse:
 
     def table(self, name: str) -> Table:
         """The Iceberg table ``name``, created from its contract if it does not exist yet."""
-        ident = f"{NAMESPACE}.{name}"
-        try:
-            return self.catalog.load_table(ident)
-        except NoSuchTableError:
-            c = contract(name)
-            props = dict(c.properties) | {"comment": c.description}
-            return self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=props)
-
-    def contracts(self) -> dict[str, Contract]:
-        return load_contracts()
+        if name not in self._tables:
+            ident = f"{NAMESPACE}.{name}"
+            try:
+                self._tables[name] = self.catalog.load_table(ident)
+            except NoSuchTableError:
+                c = contract(name)
+                props = TABLE_PROPERTIES | dict(c.properties) | {"comment": c.description}
+                self._tables[name] = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=props)
+        return self._tables[name]
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
         """A lazy frame over the current snapshot of table ``name``."""
+        import polars as pl
+
         table = table or self.table(name)
         if table.current_snapshot() is None:
             return pl.from_arrow(contract(name).arrow_schema().empty_table()).lazy()
@@ -128,7 +141,8 @@ class Warehouse:
         snap = table.current_snapshot()
         rows = int(snap.summary["total-records"]) if snap and snap.summary else 0
         when = datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=UTC) if snap else None
-        return TableInfo(name, contract(name).zone, rows, snap.snapshot_id if snap else None, when)
+        zone = table.properties.get("stedi.zone") or contract(name).zone
+        return TableInfo(name, zone, rows, snap.snapshot_id if snap else None, when)
 
     def existing_tables(self) -> list[str]:
         return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
