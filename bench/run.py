@@ -68,12 +68,15 @@ def bench_stedi(source: Path, work: Path) -> dict:
     noop_s, _, _ = timed([str(BIN / "stedi-etl"), "run"], env)
     _, _, tables = timed([str(BIN / "stedi-etl"), "tables", "--format", "json"], env)
     counts = {row["table"]: row["rows"] for row in json.loads(tables)}
+    env_one = os.environ | {"STEDI_WAREHOUSE": str(work / "warehouse-one")}
+    one_s, one_gb, _ = timed([str(BIN / "stedi-etl"), "ingest", "--run", str(source)], env_one)
     return {
         "ingest": ingest_s,
         "run": run_s,
         "total": ingest_s + run_s,
+        "one_process": one_s,
         "noop": noop_s,
-        "peak_gb": max(ingest_gb, run_gb),
+        "peak_gb": max(ingest_gb, run_gb, one_gb),
         "counts": counts,
     }
 
@@ -126,25 +129,31 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
         "per device, 3 accelerometer readings per reading time), cached in bench/.data.",
         "Times are wall seconds of whole processes from process start; peak memory is the largest",
         "resident set of any one process. stedi = `stedi-etl ingest` + `stedi-etl run` into a fresh",
-        "warehouse (raw copies, manifest, Iceberg landing tables, five jobs, Iceberg commits).",
+        "warehouse (raw copies, manifest, Iceberg landing tables, five jobs, Iceberg commits), as two",
+        "processes and as one (`stedi-etl ingest --run`, into another fresh warehouse); each stedi",
+        "process pays about 0.6 s of imports (pyiceberg's SQL catalog alone) before any work.",
         "DuckDB and PySpark = the same five tables in plain SQL (`bench/pipeline.sql`) straight from",
         "the JSON to Parquet, no lakehouse. Every engine's row counts equal stedi's (checked).",
         "",
-        "| scale | JSON | stedi ingest | stedi run | **stedi total** | second run | stedi peak | DuckDB SQL | PySpark local |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| scale | JSON | stedi ingest | stedi run | **ingest + run** | **ingest --run** | second run | stedi peak | DuckDB SQL | PySpark local |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         s = r["stedi"]
         spark = f"{r['spark']['total']:.1f} s" if "spark" in r else "not run"
         lines.append(
-            f"| {r['scale']}x | {r['size_mb']:.0f} MB | {s['ingest']:.2f} s | {s['run']:.2f} s | **{s['total']:.2f} s** | "
+            f"| {r['scale']}x | {r['size_mb']:.0f} MB | {s['ingest']:.2f} s | {s['run']:.2f} s | **{s['total']:.2f} s** | **{s['one_process']:.2f} s** | "
             f"{s['noop']:.2f} s | {s['peak_gb']:.2f} GB | {r['duckdb']['total']:.2f} s | {spark} |"
         )
     lines += ["", "Targets:", ""]
     for r in rows:
         s = r["stedi"]
         if r["scale"] in TARGETS:
-            lines.append(f"- {r['scale']}x ingest + run <= {TARGETS[r['scale']]:.0f} s: {s['total']:.2f} s, {_mark(s['total'] <= TARGETS[r['scale']])}")
+            limit = TARGETS[r["scale"]]
+            lines.append(
+                f"- {r['scale']}x ingest + run <= {limit:.0f} s: two processes {s['total']:.2f} s, {_mark(s['total'] <= limit)}; "
+                f"one process (`ingest --run`) {s['one_process']:.2f} s, {_mark(s['one_process'] <= limit)}"
+            )
         if r["scale"] == 1:
             lines.append(f"- 1x second run with nothing new <= {NOOP_TARGET:.0f} s: {s['noop']:.2f} s, {_mark(s['noop'] <= NOOP_TARGET)}")
         if r["scale"] == 100:

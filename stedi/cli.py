@@ -85,9 +85,10 @@ def cli(ctx: click.Context, warehouse: str | None) -> None:
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
+@click.option("--run", "then_run", is_flag=True, help="Then run every job, in the same process (as `stedi-etl run`).")
 @click.pass_obj
 @_fail_cleanly
-def ingest(obj: _Context, source: Path) -> None:
+def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     """Copy the raw files under SOURCE into the warehouse and land their records.
 
     SOURCE is laid out like the STEDI starter data (customer/landing/*.json,
@@ -97,8 +98,9 @@ def ingest(obj: _Context, source: Path) -> None:
     field or hold a wrongly typed value go to the quarantine table.
 
     \b
-    Example:
+    Examples:
       stedi-etl ingest ../shared/stedi-starter
+      stedi-etl ingest --run new-files/      # ingest, then run the jobs
     """
     from stedi.ingest import ingest as run_ingest
 
@@ -119,6 +121,8 @@ def ingest(obj: _Context, source: Path) -> None:
         f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
         f"{landed} row(s) landed, {bad} quarantined"
     )
+    if then_run:
+        _run_jobs(obj)
 
 
 @cli.command()
@@ -141,6 +145,10 @@ def run(obj: _Context) -> None:
     Example:
       stedi-etl run
     """
+    _run_jobs(obj)
+
+
+def _run_jobs(obj: _Context) -> None:
     from stedi.runner import run as run_jobs
 
     progress = _progress() if sys.stderr.isatty() else None

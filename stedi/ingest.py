@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,9 +101,22 @@ def discover(source: Path) -> list[tuple[str, Path]]:
     return found
 
 
-def _read(path: Path) -> bytes:
+@dataclass(frozen=True)
+class _NewFile:
+    source: str
+    path: Path
+    size: int
+    sha256: str
+
+    @property
+    def stored_path(self) -> str:
+        return f"landing/{self.source}/{self.sha256[:12]}-{self.path.name}"
+
+
+def _digest(path: Path) -> tuple[int, str]:
     try:
-        return path.read_bytes()
+        with path.open("rb") as fh:
+            return path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()
     except OSError as err:
         raise SourceError(f"cannot read {path}: {err.strerror}") from err
 
@@ -111,59 +125,68 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
-    the end; if anything fails, no table changes and the copies made are removed.
+    the end; if anything fails, no table changes and the copies made are removed. Files are hashed,
+    copied and parsed on a thread per core (hashing, copying and Arrow's parser release the GIL).
     """
     found = discover(source)
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     known = _manifest(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    landed: dict[str, list[pa.Table]] = {table: [] for table in SOURCES.values()}
-    quarantined: list[pa.Table] = []
-    manifest: list[dict] = []
-    stored: list[Path] = []
-    try:
-        for name, path in found:
-            data = _read(path)
-            sha = hashlib.sha256(data).hexdigest()
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        new: list[_NewFile] = []
+        for (name, path), (size, sha) in zip(found, pool.map(_digest, [p for _, p in found]), strict=True):
             if sha in known:
                 batch.files.append(FileResult(path.name, name, "skipped", f"already ingested as {known[sha]}"))
                 continue
             known[sha] = path.name
-            rel = f"landing/{name}/{sha[:12]}-{path.name}"
-            stored.append(_store(path, wh.root / rel, len(data)))
-            good, bad = parse(contract(SOURCES[name]), data, wh.root / rel, rel, now, batch.batch_id)
-            landed[SOURCES[name]].append(good)
-            quarantined.append(bad)
-            batch.files.append(FileResult(path.name, name, "ingested", rel, good.num_rows, bad.num_rows))
-            manifest.append(
-                {
-                    "sha256": sha,
-                    "file_name": path.name,
-                    "stored_path": rel,
-                    "source": name,
-                    "size_bytes": len(data),
-                    "rows_landed": good.num_rows,
-                    "rows_quarantined": bad.num_rows,
-                    "batch_id": batch.batch_id,
-                    "ingested_at": now,
-                }
-            )
-            del data
-        if manifest:
-            props = {"stedi.batch-id": batch.batch_id}
-            changes = [Change(t, pa.concat_tables(parts), "append", props) for t, parts in landed.items() if parts]
-            bad_rows = pa.concat_tables(quarantined)
-            if bad_rows.num_rows:
-                changes.append(Change("quarantine", bad_rows, "append", props))
-            rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
-            changes.append(Change("ingest_manifest", rows, "append", props))
-            wh.commit(changes)
-    except BaseException:
-        # Nothing was recorded in the manifest: take the copies back out of the landing area.
-        for copy in stored:
-            copy.unlink(missing_ok=True)
-        raise
+            new.append(_NewFile(name, path, size, sha))
+        if not new:
+            return batch
+        try:
+            parsed = list(pool.map(lambda f: _copy_and_parse(wh, f, now, batch.batch_id), new))
+            _commit(wh, batch, new, parsed, now)
+        except BaseException:
+            # Nothing was recorded in the manifest: take the copies back out of the landing area.
+            for f in new:
+                (wh.root / f.stored_path).unlink(missing_ok=True)
+            raise
     return batch
+
+
+def _copy_and_parse(wh: Warehouse, f: _NewFile, now: datetime, batch_id: str) -> tuple[pa.Table, pa.Table]:
+    stored = _store(f.path, wh.root / f.stored_path, f.size)
+    return parse(contract(SOURCES[f.source]), stored.read_bytes(), stored, f.stored_path, now, batch_id)
+
+
+def _commit(
+    wh: Warehouse, batch: IngestSummary, new: list[_NewFile], parsed: list[tuple[pa.Table, pa.Table]], now: datetime
+) -> None:
+    landed: dict[str, list[pa.Table]] = {}
+    manifest = []
+    for f, (good, bad) in zip(new, parsed, strict=True):
+        landed.setdefault(SOURCES[f.source], []).append(good)
+        batch.files.append(FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows))
+        manifest.append(
+            {
+                "sha256": f.sha256,
+                "file_name": f.path.name,
+                "stored_path": f.stored_path,
+                "source": f.source,
+                "size_bytes": f.size,
+                "rows_landed": good.num_rows,
+                "rows_quarantined": bad.num_rows,
+                "batch_id": batch.batch_id,
+                "ingested_at": now,
+            }
+        )
+    props = {"stedi.batch-id": batch.batch_id}
+    changes = [Change(table, pa.concat_tables(parts), "append", props) for table, parts in landed.items()]
+    bad_rows = pa.concat_tables([bad for _, bad in parsed])
+    if bad_rows.num_rows:
+        changes.append(Change("quarantine", bad_rows, "append", props))
+    rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
+    changes.append(Change("ingest_manifest", rows, "append", props))
+    wh.commit(changes)
 
 
 def _manifest(wh: Warehouse) -> dict[str, str]:

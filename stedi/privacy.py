@@ -5,7 +5,6 @@ Every job calls these; none retypes a consent filter or an email normalisation.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from pathlib import Path
@@ -71,12 +70,12 @@ def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
 
 def customer_key(email: str, key: bytes) -> str:
     """HMAC-SHA256 (hex) of the normalised email: the only way a customer appears in curated tables."""
-    return hmac.new(key, email.strip().lower().encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(key, email.strip().lower().encode("utf-8"), "sha256").hex()
 
 
 def key_fingerprint(key: bytes) -> str:
     """A public, non-reversible tag of the key, so that runs can tell when the key changed."""
-    return hmac.new(key, b"stedi key fingerprint", hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(key, b"stedi key fingerprint", "sha256").hex()[:16]
 
 
 def pseudonyms(emails: pl.Series, key: bytes) -> pl.DataFrame:
