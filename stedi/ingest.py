@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -101,69 +100,86 @@ def discover(source: Path) -> list[tuple[str, Path]]:
     return found
 
 
-@dataclass(frozen=True)
-class _NewFile:
+@dataclass
+class _File:
+    """One file found under the source, once read and hashed (and, if new, copied and parsed)."""
+
     source: str
     path: Path
     size: int
     sha256: str
+    parsed: tuple[pa.Table, pa.Table] | None = None
 
     @property
     def stored_path(self) -> str:
         return f"landing/{self.source}/{self.sha256[:12]}-{self.path.name}"
 
 
-def _digest(path: Path) -> tuple[int, str]:
-    try:
-        with path.open("rb") as fh:
-            return path.stat().st_size, hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as err:
-        raise SourceError(f"cannot read {path}: {err.strerror}") from err
-
-
 def ingest(wh: Warehouse, source: Path) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
-    the end; if anything fails, no table changes and the copies made are removed. Files are hashed,
-    copied and parsed on a thread per core (hashing, copying and Arrow's parser release the GIL).
+    the end; if anything fails, no table changes and the copies made are removed. Files are read
+    once each, on a thread per core (hashing, writing and Arrow's parser release the GIL).
     """
     found = discover(source)
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     known = _manifest(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        new: list[_NewFile] = []
-        for (name, path), (size, sha) in zip(found, pool.map(_digest, [p for _, p in found]), strict=True):
-            if sha in known:
-                batch.files.append(FileResult(path.name, name, "skipped", f"already ingested as {known[sha]}"))
-                continue
-            known[sha] = path.name
-            new.append(_NewFile(name, path, size, sha))
-        if not new:
-            return batch
+
+    def load(item: tuple[str, Path]) -> _File:
+        name, path = item
         try:
-            parsed = list(pool.map(lambda f: _copy_and_parse(wh, f, now, batch.batch_id), new))
-            _commit(wh, batch, new, parsed, now)
-        except BaseException:
-            # Nothing was recorded in the manifest: take the copies back out of the landing area.
-            for f in new:
+            data = path.read_bytes()
+        except OSError as err:
+            raise SourceError(f"cannot read {path}: {err.strerror}") from err
+        f = _File(name, path, len(data), hashlib.sha256(data).hexdigest())
+        if f.sha256 not in known:
+            stored = _store(data, wh.root / f.stored_path)
+            f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
+        return f
+
+    files: list[_File] = []
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            files = list(pool.map(load, found))
+        new = []
+        for f in files:
+            if f.sha256 in known:  # ingested before, or earlier in this batch under another name
+                batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
+                continue
+            known[f.sha256] = f.path.name
+            new.append(f)
+        if new:
+            _commit(wh, batch, new, now)
+    except BaseException:
+        # Nothing was recorded in the manifest: take the copies back out of the landing area.
+        for f in files or []:
+            if f.parsed is not None:
                 (wh.root / f.stored_path).unlink(missing_ok=True)
-            raise
+        raise
     return batch
 
 
-def _copy_and_parse(wh: Warehouse, f: _NewFile, now: datetime, batch_id: str) -> tuple[pa.Table, pa.Table]:
-    stored = _store(f.path, wh.root / f.stored_path, f.size)
-    return parse(contract(SOURCES[f.source]), stored.read_bytes(), stored, f.stored_path, now, batch_id)
+def _store(data: bytes, dest: Path) -> Path:
+    """Write a raw file's bytes into the landing area: a temporary file, then a rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, dest)
+    except OSError as err:
+        raise SourceError(f"cannot write {dest}: {err.strerror}") from err
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
 
 
-def _commit(
-    wh: Warehouse, batch: IngestSummary, new: list[_NewFile], parsed: list[tuple[pa.Table, pa.Table]], now: datetime
-) -> None:
+def _commit(wh: Warehouse, batch: IngestSummary, new: list[_File], now: datetime) -> None:
     landed: dict[str, list[pa.Table]] = {}
     manifest = []
-    for f, (good, bad) in zip(new, parsed, strict=True):
+    for f in new:
+        good, bad = f.parsed
         landed.setdefault(SOURCES[f.source], []).append(good)
         batch.files.append(FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows))
         manifest.append(
@@ -181,7 +197,7 @@ def _commit(
         )
     props = {"stedi.batch-id": batch.batch_id}
     changes = [Change(table, pa.concat_tables(parts), "append", props) for table, parts in landed.items()]
-    bad_rows = pa.concat_tables([bad for _, bad in parsed])
+    bad_rows = pa.concat_tables([f.parsed[1] for f in new])
     if bad_rows.num_rows:
         changes.append(Change("quarantine", bad_rows, "append", props))
     rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
@@ -196,22 +212,6 @@ def _manifest(wh: Warehouse) -> dict[str, str]:
         return {}
     rows = table.scan(selected_fields=("sha256", "file_name")).to_arrow()
     return dict(zip(rows["sha256"].to_pylist(), rows["file_name"].to_pylist(), strict=True))
-
-
-def _store(source: Path, dest: Path, size: int) -> Path:
-    """Copy a raw file into the landing area (in-kernel copy to a temporary file, then a rename)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        shutil.copyfile(source, tmp)
-        if tmp.stat().st_size != size:
-            raise SourceError(f"{source} changed while it was being ingested; ingest it again")
-        os.replace(tmp, dest)
-    except OSError as err:
-        raise SourceError(f"cannot copy {source} into {dest.parent}: {err.strerror}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
 
 
 # -- parsing ---------------------------------------------------------------------------------------

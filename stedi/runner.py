@@ -15,6 +15,7 @@ import importlib
 import json
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +29,7 @@ import pipelines
 from stedi import privacy
 from stedi.contracts import Contract, contract, contract_digest
 from stedi.errors import JobError, StediError
-from stedi.warehouse import Change, Warehouse
+from stedi.warehouse import Change, Staged, Warehouse
 
 if TYPE_CHECKING:
     import polars as pl
@@ -160,16 +161,15 @@ def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataF
     import polars as pl
 
     required = [n for n in c.required if n in df.columns]
+    nobody = pl.DataFrame(schema={"reason": pl.String, "raw": pl.String})
+    if not required or not any(df[n].null_count() for n in required):  # the usual case, at no cost
+        return df, nobody
     reason = pl.concat_str(
-        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required] or [pl.lit(None, pl.String)],
-        separator="; ",
-        ignore_nulls=True,
+        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required], separator="; ", ignore_nulls=True
     )
     flagged = df.with_columns(_reason=reason)
-    bad = flagged.filter(pl.col("_reason").is_not_null() & (pl.col("_reason") != ""))
-    if bad.height == 0:
-        return df, pl.DataFrame(schema={"reason": pl.String, "raw": pl.String})
-    good = flagged.filter(pl.col("_reason").is_null() | (pl.col("_reason") == "")).drop("_reason")
+    bad = flagged.filter(pl.col("_reason") != "")
+    good = flagged.filter(pl.col("_reason") == "").drop("_reason")
     return good, bad.select(reason="_reason", raw=pl.struct(df.columns).struct.json_encode())
 
 
@@ -252,17 +252,27 @@ def _run_stale(
     run_id: str,
     notify: Callable[[str, str], None],
 ) -> dict[str, JobResult]:
+    """Evaluate the stale jobs; write each output's files while the next job computes; commit all."""
     import polars as pl
 
     results: dict[str, JobResult] = {}
     quarantined: list[pl.DataFrame] = []
     rows: dict[str, int] = {}
     clock = [time.perf_counter()]
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
+    staged: list[Future[Staged]] = []
 
     def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
         good, bad = split_invalid(frame.collect(), job.contract)
         if bad.height:
             quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
+        props = {
+            "stedi.run-id": run_id,
+            "stedi.job": job.name,
+            "stedi.fingerprint": prints[job.output],
+            "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
+        }
+        staged.append(writer.submit(wh.stage, Change(job.output, good.to_arrow(), "overwrite", props)))
         primary = job.inputs[0]
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
@@ -275,39 +285,26 @@ def _run_stale(
     for job in stale:
         notify(job.name, "queued")
     try:
-        outputs = evaluate(stale, wh.scan, key, engine, after=check)
-    except StediError:
-        raise
-    except Exception as err:  # a transform failed: nothing was committed
-        raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
-
-    changes = [
-        Change(
-            job.output,
-            outputs[job.output].collect().to_arrow(),
-            "overwrite",
-            {
-                "stedi.run-id": run_id,
-                "stedi.job": job.name,
-                "stedi.fingerprint": prints[job.output],
-                "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
-            },
-        )
-        for job in stale
-    ]
-    if quarantined:
-        bad_rows = pl.concat(quarantined).select(
-            "target_table",
-            "reason",
-            "raw",
-            source_file=pl.lit(None, pl.String),
-            line_number=pl.lit(None, pl.Int64),
-            batch_id=pl.lit(run_id),
-            quarantined_at=pl.lit(datetime.now(UTC)),
-        )
-        changes.append(Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id}))
-    try:
-        wh.commit(changes)
+        with writer:
+            try:
+                evaluate(stale, wh.scan, key, engine, after=check)
+            except StediError:
+                raise
+            except Exception as err:  # a transform failed: nothing was committed
+                raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+            if quarantined:
+                bad_rows = pl.concat(quarantined).select(
+                    "target_table",
+                    "reason",
+                    "raw",
+                    source_file=pl.lit(None, pl.String),
+                    line_number=pl.lit(None, pl.Int64),
+                    batch_id=pl.lit(run_id),
+                    quarantined_at=pl.lit(datetime.now(UTC)),
+                )
+                staged.append(writer.submit(wh.stage, Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id})))
+            ready = [f.result() for f in staged]
+        wh.commit_staged(ready)
     except StediError:
         raise
     except Exception as err:

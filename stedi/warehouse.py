@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError
-from pyiceberg.table import Table
+from pyiceberg.table import Table, Transaction
 
 from stedi.config import Settings
 from stedi.contracts import contract
@@ -68,6 +68,14 @@ class Change:
     data: pa.Table
     mode: Literal["append", "overwrite"]
     properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A change whose data files are written and whose commit waits (a pyiceberg transaction)."""
+
+    table: str
+    transaction: Transaction
 
 
 class Warehouse:
@@ -157,15 +165,29 @@ class Warehouse:
     def commit(self, changes: list[Change]) -> None:
         """Commit ``changes`` in order, all or nothing: if one fails, the tables already changed are
         put back to the snapshots they had before, and the error is raised."""
-        conformed = [(c, contract(c.table).conform(c.data)) for c in changes]  # fail before any commit
-        before = {c.table: self.info(c.table).snapshot_id for c in changes}
+        self.commit_staged([self.stage(c) for c in changes])
+
+    def stage(self, change: Change) -> Staged:
+        """Write a change's data files now; nothing is visible until :meth:`commit_staged`.
+
+        Staging is safe from a worker thread, so writing one table's files can overlap computing
+        the next one.
+        """
+        data = contract(change.table).conform(change.data)
+        table = self.table(change.table)
+        tx = table.transaction()
+        write = tx.append if change.mode == "append" else tx.overwrite
+        write(data, snapshot_properties=change.properties)
+        return Staged(change.table, tx)
+
+    def commit_staged(self, staged: list[Staged]) -> None:
+        """Commit staged changes in order, all or nothing (see :meth:`commit`)."""
+        before = {s.table: self.info(s.table).snapshot_id for s in staged}
         done: list[str] = []
         try:
-            for change, data in conformed:
-                table = self.table(change.table)
-                write = table.append if change.mode == "append" else table.overwrite
-                write(data, snapshot_properties=change.properties)
-                done.append(change.table)
+            for s in staged:
+                s.transaction.commit_transaction()
+                done.append(s.table)
         except BaseException:
             for name in reversed(done):
                 self.restore(name, before[name])

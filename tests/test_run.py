@@ -104,3 +104,18 @@ def test_a_commit_failing_midway_puts_back_the_tables_already_committed(wh, monk
     monkeypatch.undo()
     assert {t: wh.info(t).rows for t in TABLES} == rows_before
     assert snapshots(wh) == before
+
+
+def test_output_rows_breaking_the_contract_are_quarantined_not_written():
+    import polars as pl
+
+    from stedi.contracts import contract
+    from stedi.runner import split_invalid
+
+    frame = pl.DataFrame({"user": ["a@b.c", None], "timestamp": [1, None], "x": [1.0, 2.0], "y": [0.0, 0.0], "z": [0.0, 0.0]})
+    good, bad = split_invalid(frame, contract("accelerometer_trusted"))
+    assert good["user"].to_list() == ["a@b.c"]
+    assert bad["reason"].to_list() == ["user is null; timestamp is null"]
+    assert '"x":2.0' in bad["raw"][0]
+    clean, none = split_invalid(good, contract("accelerometer_trusted"))
+    assert clean.height == 1 and none.height == 0
