@@ -9,12 +9,15 @@ file and line number, and the rest of the file lands.
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import os
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,7 +26,7 @@ import pyarrow.json as pajson
 
 from stedi.contracts import Contract, contract
 from stedi.errors import SourceError
-from stedi.warehouse import Change, Warehouse
+from stedi.warehouse import Change, Staged, Warehouse
 
 #: Source name -> landing table.
 SOURCES = {
@@ -119,13 +122,21 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
-    the end; if anything fails, no table changes and the copies made are removed. Files are read
-    once each, on a thread per core (hashing, writing and Arrow's parser release the GIL).
+    the end; if anything fails, no table changes and the copies made are removed.
+
+    Files are read once each, on a thread per core (hashing, writing and Arrow's parser release the
+    GIL), and stream into the landing tables' Parquet files as they are parsed, so memory stays
+    bounded by a few files whatever the size of the batch.
     """
     found = discover(source)
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     known = _manifest(wh)
+    at_start = frozenset(known)
     now = datetime.now(UTC).replace(microsecond=0)
+    props = {"stedi.batch-id": batch.batch_id}
+    copies: list[Path] = []
+    quarantined: list[pa.Table] = []
+    manifest: list[dict] = []
 
     def load(item: tuple[str, Path]) -> _File:
         name, path = item
@@ -134,31 +145,62 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
         except OSError as err:
             raise SourceError(f"cannot read {path}: {err.strerror}") from err
         f = _File(name, path, len(data), hashlib.sha256(data).hexdigest())
-        if f.sha256 not in known:
+        if f.sha256 not in at_start:
             stored = _store(data, wh.root / f.stored_path)
             f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
         return f
 
-    files: list[_File] = []
-    try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            files = list(pool.map(load, found))
-        new = []
+    def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
+        """The good rows of each new file, in order; records skips, quarantine and manifest rows."""
         for f in files:
+            if f.parsed is not None:
+                copies.append(wh.root / f.stored_path)
             if f.sha256 in known:  # ingested before, or earlier in this batch under another name
                 batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
+                if f.parsed is not None and f.stored_path not in {m["stored_path"] for m in manifest}:
+                    (wh.root / f.stored_path).unlink(missing_ok=True)
                 continue
             known[f.sha256] = f.path.name
-            new.append(f)
-        if new:
-            _commit(wh, batch, new, now)
+            good, bad = f.parsed
+            quarantined.append(bad)
+            batch.files.append(FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows))
+            manifest.append(_manifest_row(f, good.num_rows, bad.num_rows, batch.batch_id, now))
+            yield from c.conform(good).to_batches()
+
+    staged: list[Staged] = []
+    try:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            for name, table in SOURCES.items():
+                c = contract(table)
+                rows = landed(_in_order(pool, load, [item for item in found if item[0] == name]), c)
+                first = next(rows, None)
+                if first is not None:  # stage only a table that gains rows: re-ingesting changes nothing
+                    reader = pa.RecordBatchReader.from_batches(c.arrow_schema(), itertools.chain([first], rows))
+                    staged.append(wh.stage(Change(table, reader, "append", props)))
+        if manifest:
+            bad_rows = pa.concat_tables(quarantined)
+            if bad_rows.num_rows:
+                staged.append(wh.stage(Change("quarantine", bad_rows, "append", props)))
+            rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
+            staged.append(wh.stage(Change("ingest_manifest", rows, "append", props)))
+            wh.commit_staged(staged)
     except BaseException:
         # Nothing was recorded in the manifest: take the copies back out of the landing area.
-        for f in files or []:
-            if f.parsed is not None:
-                (wh.root / f.stored_path).unlink(missing_ok=True)
+        for copy in copies:
+            copy.unlink(missing_ok=True)
         raise
     return batch
+
+
+def _in_order(pool: ThreadPoolExecutor, fn, items: list) -> Iterator:
+    """``fn`` over ``items`` on ``pool``, results in order, at most one task per worker ahead."""
+    ahead = pool._max_workers
+    pending = collections.deque(pool.submit(fn, item) for item in items[:ahead])
+    for item in items[ahead:]:
+        yield pending.popleft().result()
+        pending.append(pool.submit(fn, item))
+    while pending:
+        yield pending.popleft().result()
 
 
 def _store(data: bytes, dest: Path) -> Path:
@@ -175,34 +217,18 @@ def _store(data: bytes, dest: Path) -> Path:
     return dest
 
 
-def _commit(wh: Warehouse, batch: IngestSummary, new: list[_File], now: datetime) -> None:
-    landed: dict[str, list[pa.Table]] = {}
-    manifest = []
-    for f in new:
-        good, bad = f.parsed
-        landed.setdefault(SOURCES[f.source], []).append(good)
-        batch.files.append(FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows))
-        manifest.append(
-            {
-                "sha256": f.sha256,
-                "file_name": f.path.name,
-                "stored_path": f.stored_path,
-                "source": f.source,
-                "size_bytes": f.size,
-                "rows_landed": good.num_rows,
-                "rows_quarantined": bad.num_rows,
-                "batch_id": batch.batch_id,
-                "ingested_at": now,
-            }
-        )
-    props = {"stedi.batch-id": batch.batch_id}
-    changes = [Change(table, pa.concat_tables(parts), "append", props) for table, parts in landed.items()]
-    bad_rows = pa.concat_tables([f.parsed[1] for f in new])
-    if bad_rows.num_rows:
-        changes.append(Change("quarantine", bad_rows, "append", props))
-    rows = pa.Table.from_pylist(manifest, schema=contract("ingest_manifest").arrow_schema())
-    changes.append(Change("ingest_manifest", rows, "append", props))
-    wh.commit(changes)
+def _manifest_row(f: _File, landed: int, quarantined: int, batch_id: str, now: datetime) -> dict:
+    return {
+        "sha256": f.sha256,
+        "file_name": f.path.name,
+        "stored_path": f.stored_path,
+        "source": f.source,
+        "size_bytes": f.size,
+        "rows_landed": landed,
+        "rows_quarantined": quarantined,
+        "batch_id": batch_id,
+        "ingested_at": now,
+    }
 
 
 def _manifest(wh: Warehouse) -> dict[str, str]:

@@ -65,7 +65,7 @@ class Change:
     """One table's part of a commit: rows to append, or the table's new content."""
 
     table: str
-    data: pa.Table
+    data: pa.Table | pa.RecordBatchReader
     mode: Literal["append", "overwrite"]
     properties: dict[str, str] = field(default_factory=dict)
 
@@ -173,7 +173,10 @@ class Warehouse:
         Staging is safe from a worker thread, so writing one table's files can overlap computing
         the next one.
         """
-        data = contract(change.table).conform(change.data)
+        import pyarrow as pa
+
+        # A stream of batches is conformed by whoever makes it; a table is conformed here.
+        data = change.data if isinstance(change.data, pa.RecordBatchReader) else contract(change.table).conform(change.data)
         table = self.table(change.table)
         tx = table.transaction()
         write = tx.append if change.mode == "append" else tx.overwrite
