@@ -70,6 +70,9 @@ def bench_stedi(source: Path, work: Path) -> dict:
     counts = {row["table"]: row["rows"] for row in json.loads(tables)}
     env_one = os.environ | {"STEDI_WAREHOUSE": str(work / "warehouse-one")}
     one_s, one_gb, _ = timed([str(BIN / "stedi-etl"), "ingest", "--run", str(source)], env_one)
+    _, _, tables_one = timed([str(BIN / "stedi-etl"), "tables", "--format", "json"], env_one)
+    if {row["table"]: row["rows"] for row in json.loads(tables_one)} != counts:
+        raise SystemExit(f"ingest --run gave other row counts than ingest + run: {tables_one}")
     return {
         "ingest": ingest_s,
         "run": run_s,
@@ -122,7 +125,7 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         "# Benchmarks",
         "",
-        f"Written by `{Path(sys.executable).name} bench/run.py {' '.join(sys.argv[1:])}`".rstrip() + f" on {datetime.now(UTC):%Y-%m-%d}.",
+        f"Written by `{' '.join(['.venv/bin/python', 'bench/run.py', *sys.argv[1:]])}` (`make bench`) on {datetime.now(UTC):%Y-%m-%d}.",
         f"Machine: {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}, {platform.system()}.",
         "",
         "Data: `stedi-etl generate` at N x the starter volume (956 x N customers, 30 step trainer readings",

@@ -5,6 +5,7 @@ stderr and exit code 1.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -105,19 +106,17 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     from stedi.ingest import ingest as run_ingest
 
     summary = run_ingest(obj.warehouse, source)
-    out = _console()
-    from rich.table import Table
-
-    table = Table(title=f"ingest {summary.batch_id}", title_justify="left")
-    for col in ("file", "source", "status", "landed", "quarantined"):
-        table.add_column(col, justify="right" if col in ("landed", "quarantined") else "left")
-    for f in summary.files:
-        status = f.status if f.status == "ingested" else f"skipped ({f.detail})"
-        table.add_row(f.file, f.source, status, str(f.rows_landed), str(f.rows_quarantined))
-    out.print(table)
+    _print_table(
+        f"ingest {summary.batch_id}",
+        ("file", "source", "status", "landed", "quarantined"),
+        [
+            (f.file, f.source, f.status if f.status == "ingested" else f"skipped ({f.detail})", f.rows_landed, f.rows_quarantined)
+            for f in summary.files
+        ],
+    )
     landed = sum(f.rows_landed for f in summary.files)
     bad = sum(f.rows_quarantined for f in summary.files)
-    out.print(
+    _console().print(
         f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
         f"{landed} row(s) landed, {bad} quarantined"
     )
@@ -149,49 +148,58 @@ def run(obj: _Context) -> None:
 
 
 def _run_jobs(obj: _Context) -> None:
+    from stedi.runner import load_jobs
     from stedi.runner import run as run_jobs
 
-    progress = _progress() if sys.stderr.isatty() else None
-    if progress is not None:
-        with progress as (bar, notify):
-            summary = run_jobs(obj.warehouse, obj.key(), progress=notify)
-    else:
-        summary = run_jobs(obj.warehouse, obj.key())
-    from rich.table import Table
-
-    table = Table(title=f"run {summary.run_id}", title_justify="left")
-    for col in ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"):
-        table.add_column(col, justify="right" if col in ("rows in", "rows out", "quarantined", "seconds") else "left")
-    for r in summary.results:
-        table.add_row(
-            r.job, r.output, r.status, str(r.rows_in), str(r.rows_out), str(r.rows_quarantined), f"{r.seconds:.2f}"
-        )
-    out = _console()
-    out.print(table)
-    out.print(f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s")
+    with _progress(total=len(load_jobs())) as notify:
+        summary = run_jobs(obj.warehouse, obj.key(), progress=notify)
+    _print_table(
+        f"run {summary.run_id}",
+        ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"),
+        [
+            (r.job, r.output, r.status, r.rows_in, r.rows_out, r.rows_quarantined, round(r.seconds, 2))
+            for r in summary.results
+        ],
+    )
+    _console().print(f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s")
 
 
-class _progress:
-    """A progress bar on stderr over the five jobs, shown only on a terminal."""
+def _is_terminal() -> bool:
+    return sys.stderr.isatty()
 
-    def __enter__(self):
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from stedi.runner import load_jobs
+@contextlib.contextmanager
+def _progress(total: int):
+    """A progress bar on stderr over the jobs, only on a terminal; yields the runner's callback."""
+    if not _is_terminal():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=_console(True), transient=True)
-        self.bar.__enter__()
-        self.task = self.bar.add_task("run", total=len(load_jobs()))
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("run", total=total)
 
         def notify(job: str, state: str) -> None:
-            if state in ("done", "unchanged"):
-                self.bar.advance(self.task)
-            self.bar.update(self.task, description=f"{job}: {state}")
+            bar.update(task, description=f"{job}: {state}", advance=1 if state in ("done", "unchanged") else 0)
 
-        return self.bar, notify
+        yield notify
 
-    def __exit__(self, *exc):
-        return self.bar.__exit__(*exc)
+
+def _print_table(title: str | None, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows as a table on stdout; numbers right-aligned, None as NULL."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    numeric = [
+        any(isinstance(r[i], int | float) for r in rows) and all(r[i] is None or isinstance(r[i], int | float) for r in rows)
+        for i in range(len(columns))
+    ]
+    for name, right in zip(columns, numeric, strict=True):
+        table.add_column(name, justify="right" if right else "left", overflow="fold")  # never cut a value
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    _console().print(table)
 
 
 @cli.command()
@@ -222,16 +230,8 @@ def sql(obj: _Context, query: str, fmt: str) -> None:
     elif fmt == "json":
         click.echo(json.dumps(result.to_pylist(), default=str, indent=None))
     else:
-        from rich.table import Table
-
-        table = Table()
-        for name in result.column_names:
-            table.add_column(name)
-        for row in result.to_pylist():
-            table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
-        out = _console()
-        out.print(table)
-        out.print(f"{result.num_rows} row(s)")
+        _print_table(None, tuple(result.column_names), [tuple(r.values()) for r in result.to_pylist()])
+        _console().print(f"{result.num_rows} row(s)")
 
 
 @cli.command()
@@ -256,15 +256,11 @@ def tables(obj: _Context, fmt: str) -> None:
         ]
         click.echo(json.dumps(rows))
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("table", "zone", "rows", "last update"):
-        table.add_column(col, justify="right" if col == "rows" else "left")
-    for i in infos:
-        when = f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never"
-        table.add_row(i.name, i.zone, str(i.rows), when)
-    _console().print(table)
+    _print_table(
+        None,
+        ("table", "zone", "rows", "last update"),
+        [(i.name, i.zone, i.rows, f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never") for i in infos],
+    )
 
 
 @cli.command()

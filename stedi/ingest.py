@@ -14,10 +14,10 @@ import hashlib
 import itertools
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -146,6 +146,7 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
             raise SourceError(f"cannot read {path}: {err.strerror}") from err
         f = _File(name, path, len(data), hashlib.sha256(data).hexdigest())
         if f.sha256 not in at_start:
+            copies.append(wh.root / f.stored_path)  # list.append is atomic: safe from the workers
             stored = _store(data, wh.root / f.stored_path)
             f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
         return f
@@ -153,8 +154,6 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
     def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
         """The good rows of each new file, in order; records skips, quarantine and manifest rows."""
         for f in files:
-            if f.parsed is not None:
-                copies.append(wh.root / f.stored_path)
             if f.sha256 in known:  # ingested before, or earlier in this batch under another name
                 batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
                 if f.parsed is not None and f.stored_path not in {m["stored_path"] for m in manifest}:
@@ -168,11 +167,12 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
             yield from c.conform(good).to_batches()
 
     staged: list[Staged] = []
+    workers = os.cpu_count() or 2
     try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
             for name, table in SOURCES.items():
                 c = contract(table)
-                rows = landed(_in_order(pool, load, [item for item in found if item[0] == name]), c)
+                rows = landed(_in_order(pool, load, [item for item in found if item[0] == name], ahead=workers), c)
                 first = next(rows, None)
                 if first is not None:  # stage only a table that gains rows: re-ingesting changes nothing
                     reader = pa.RecordBatchReader.from_batches(c.arrow_schema(), itertools.chain([first], rows))
@@ -192,9 +192,8 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
     return batch
 
 
-def _in_order(pool: ThreadPoolExecutor, fn, items: list) -> Iterator:
-    """``fn`` over ``items`` on ``pool``, results in order, at most one task per worker ahead."""
-    ahead = pool._max_workers
+def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: list, *, ahead: int) -> Iterator:
+    """``fn`` over ``items`` on ``pool``, results in order, at most ``ahead`` tasks in flight."""
     pending = collections.deque(pool.submit(fn, item) for item in items[:ahead])
     for item in items[ahead:]:
         yield pending.popleft().result()
@@ -302,6 +301,11 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     for i, col in enumerate(columns):
         if col.required and table[col.name].null_count:
             return None
+        if read_as.field(i).type in (pa.string(), pa.large_string()):
+            try:  # Arrow's JSON reader lets bytes that are not UTF-8 through; a full validation does not
+                table[col.name].validate(full=True)
+            except pa.ArrowInvalid:
+                return None
         if col.arrow_type == pa.date32():
             try:
                 table = table.set_column(i, col.name, pc.cast(table[col.name], pa.date32()))

@@ -91,3 +91,16 @@ def run_jobs(
     }
     outputs = evaluate(load_jobs(), landing.__getitem__, key, PolarsEngine())
     return {name: frame.collect() for name, frame in outputs.items()}
+
+
+def loaded_warehouse(root: Path, source: Path, key: bytes = KEY):
+    """A warehouse under ``root`` holding ``source`` ingested and every job run."""
+    from stedi.config import Settings
+    from stedi.ingest import ingest
+    from stedi.runner import run
+    from stedi.warehouse import Warehouse
+
+    wh = Warehouse.open(Settings(warehouse=root))
+    ingest(wh, source)
+    run(wh, key)
+    return wh

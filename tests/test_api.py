@@ -6,22 +6,14 @@ import polars as pl
 import pytest
 
 import stedi
-from stedi.config import Settings
 from stedi.errors import ContractError
-from stedi.ingest import ingest
-from stedi.runner import run
-from stedi.warehouse import Warehouse
 from tests.conftest import SAMPLE
-from tests.factories import KEY
+from tests.factories import loaded_warehouse
 
 
 @pytest.fixture(scope="module")
 def warehouse(tmp_path_factory):
-    root = tmp_path_factory.mktemp("api")
-    wh = Warehouse.open(Settings(warehouse=root))
-    ingest(wh, SAMPLE)
-    run(wh, KEY)
-    return root
+    return loaded_warehouse(tmp_path_factory.mktemp("api"), SAMPLE).root
 
 
 def test_connect_and_table_agree(warehouse):

@@ -145,3 +145,23 @@ def test_generate_is_deterministic_and_matches_the_committed_sample(tmp_path):
         assert (tmp_path / "g" / rel).read_bytes() == (SAMPLE / rel).read_bytes()
     refused = runner.invoke(cli, ["generate", "--customers", "3", "--out", str(tmp_path / "g")])
     assert refused.exit_code == 1 and "not empty" in refused.output
+
+
+def test_run_shows_progress_on_a_terminal(etl, monkeypatch):
+    import io as _io
+
+    from rich.console import Console
+
+    import stedi.cli as cli_module
+
+    screen = _io.StringIO()
+    monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)
+    real_console = cli_module._console
+    monkeypatch.setattr(
+        cli_module, "_console", lambda stderr=False: Console(file=screen, force_terminal=True, width=120) if stderr else real_console()
+    )
+    assert etl("ingest", str(SAMPLE)).exit_code == 0
+    result = etl("run")
+    assert result.exit_code == 0, result.output
+    assert "machine_learning_curated" in screen.getvalue()  # the bar named the jobs as they ran
+    assert "customer_landing_to_trusted" in result.output  # and the summary still went to stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -135,18 +136,29 @@ def test_unusable_sources_raise_a_clear_error(wh, tmp_path, setup, message):
         ingest(wh, tmp_path / "src")
 
 
-def test_an_unreadable_file_raises_a_clear_error_and_stores_nothing(wh, tmp_path):
-    src = write_landing(tmp_path / "src", [customer("Ann A")])
-    path = next((src / "customer" / "landing").iterdir())
-    path.chmod(0)
-    try:
-        if path.open("rb").readable():
-            pytest.skip("running as a user who can read any file")
-    except PermissionError:
-        pass
-    try:
-        with pytest.raises(SourceError, match="cannot read"):
-            ingest(wh, src)
-    finally:
-        path.chmod(0o644)
+def test_an_unreadable_file_raises_a_clear_error_and_stores_nothing(wh, tmp_path, monkeypatch):
+    src = write_landing(tmp_path / "src", [customer("Ann A")], [reading("Ann.A@test.com")])
+    locked = next((src / "accelerometer" / "landing").iterdir())
+    real_read = Path.read_bytes
+
+    def read_bytes(self):  # what chmod 000 does for a user who is not root (the tests may run as root)
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    with pytest.raises(SourceError, match=f"cannot read {locked}: Permission denied"):
+        ingest(wh, src)
     assert wh.info("customer_landing").rows == 0
+    assert not [p for p in (wh.root / "landing").rglob("*") if p.is_file()]
+
+
+def test_a_file_that_is_not_utf8_is_a_clear_error_and_leaves_nothing_behind(wh, tmp_path):
+    good = write_landing(tmp_path / "src", [customer("Ann A")], [reading("Ann.A@test.com")])
+    bad = good / "step_trainer" / "landing"
+    bad.mkdir(parents=True)
+    (bad / "step_trainer-1.json").write_bytes(b'{"sensorReadingTime": 1, "serialNumber": "\xff\xfe", "distanceFromObject": 1}\n')
+    with pytest.raises(SourceError, match="step_trainer-1.json"):
+        ingest(wh, good)
+    assert all(wh.info(t).snapshot_id is None for t in ("customer_landing", "accelerometer_landing", "ingest_manifest"))
+    assert not [p for p in (wh.root / "landing").rglob("*") if p.is_file()]

@@ -5,11 +5,7 @@ from __future__ import annotations
 import pytest
 
 import stedi
-from stedi.config import Settings
-from stedi.ingest import ingest
-from stedi.runner import run
-from stedi.warehouse import Warehouse
-from tests.factories import KEY
+from tests.factories import loaded_warehouse
 
 pytestmark = pytest.mark.starter
 
@@ -31,11 +27,7 @@ def starter_warehouse(tmp_path_factory):
 
     if not (STARTER / "customer").is_dir():
         pytest.skip("the STEDI starter data is not at ../shared/stedi-starter")
-    root = tmp_path_factory.mktemp("starter")
-    wh = Warehouse.open(Settings(warehouse=root))
-    ingest(wh, STARTER)
-    run(wh, KEY)
-    return wh
+    return loaded_warehouse(tmp_path_factory.mktemp("starter"), STARTER)
 
 
 def test_starter_counts(starter_warehouse):
