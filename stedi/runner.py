@@ -272,7 +272,8 @@ def _run_stale(
             "stedi.fingerprint": prints[job.output],
             "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
         }
-        staged.append(writer.submit(wh.stage, Change(job.output, good.to_arrow(), "overwrite", props)))
+        # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
+        staged.append(writer.submit(lambda: wh.stage(Change(job.output, good.to_arrow(), "overwrite", props))))
         primary = job.inputs[0]
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
