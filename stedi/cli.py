@@ -125,9 +125,10 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
 
 
 @cli.command()
+@click.option("--full-refresh", is_flag=True, help="Rebuild every table, even those whose inputs did not change.")
 @click.pass_obj
 @_fail_cleanly
-def run(obj: _Context) -> None:
+def run(obj: _Context, full_refresh: bool) -> None:
     """Run the five jobs of pipelines/ in dependency order.
 
     \b
@@ -141,18 +142,19 @@ def run(obj: _Context) -> None:
     change since its last run is skipped, so running again with nothing new changes no table.
 
     \b
-    Example:
+    Examples:
       stedi-etl run
+      stedi-etl run --full-refresh
     """
-    _run_jobs(obj)
+    _run_jobs(obj, full_refresh=full_refresh)
 
 
-def _run_jobs(obj: _Context) -> None:
+def _run_jobs(obj: _Context, *, full_refresh: bool = False) -> None:
     from stedi.runner import load_jobs
     from stedi.runner import run as run_jobs
 
     with _progress(total=len(load_jobs())) as notify:
-        summary = run_jobs(obj.warehouse, obj.key(), progress=notify)
+        summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh)
     _print_table(
         f"run {summary.run_id}",
         ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"),

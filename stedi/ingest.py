@@ -13,6 +13,7 @@ import collections
 import hashlib
 import itertools
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -147,7 +148,7 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
         f = _File(name, path, len(data), hashlib.sha256(data).hexdigest())
         if f.sha256 not in at_start:
             copies.append(wh.root / f.stored_path)  # list.append is atomic: safe from the workers
-            stored = _store(data, wh.root / f.stored_path)
+            stored = _store(path, wh.root / f.stored_path, f.size)
             f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
         return f
 
@@ -202,15 +203,17 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: list, *, ahead: int
         yield pending.popleft().result()
 
 
-def _store(data: bytes, dest: Path) -> Path:
-    """Write a raw file's bytes into the landing area: a temporary file, then a rename."""
+def _store(source: Path, dest: Path, size: int) -> Path:
+    """Copy a raw file into the landing area: an in-kernel copy to a temporary file, then a rename."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(data)
+        shutil.copyfile(source, tmp)
+        if tmp.stat().st_size != size:
+            raise SourceError(f"{source} changed while it was being ingested; ingest it again")
         os.replace(tmp, dest)
     except OSError as err:
-        raise SourceError(f"cannot write {dest}: {err.strerror}") from err
+        raise SourceError(f"cannot copy {source} into {dest.parent}: {err.strerror}") from err
     finally:
         tmp.unlink(missing_ok=True)
     return dest
@@ -281,6 +284,9 @@ def _data_columns(c: Contract) -> list:
     return [col for col in c.columns if col.name not in LINEAGE]
 
 
+_BIG_FILE = 128 * 1024 * 1024
+
+
 def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     """The whole file through Arrow's JSON reader, or ``None`` if any line needs a closer look."""
     columns = _data_columns(c)
@@ -292,6 +298,8 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     try:
         table = pajson.read_json(
             pa.BufferReader(data),
+            # Files are parsed one per core already; only a big file is worth Arrow's own threads too.
+            read_options=pajson.ReadOptions(use_threads=len(data) > _BIG_FILE),
             parse_options=pajson.ParseOptions(explicit_schema=read_as, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):

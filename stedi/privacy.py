@@ -8,7 +8,6 @@ from __future__ import annotations
 import hmac
 import secrets
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import narwhals as nw

@@ -15,8 +15,8 @@ import importlib
 import json
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -223,13 +223,15 @@ def run(
     *,
     engine: Engine | None = None,
     progress: Callable[[str, str], None] | None = None,
+    full_refresh: bool = False,
 ) -> RunSummary:
-    """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged."""
+    """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
+    unless ``full_refresh``."""
     started = time.perf_counter()
     jobs = load_jobs()
     summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     prints = _fingerprints(jobs, wh, key)
-    stale = [j for j in jobs if _stored_fingerprint(wh, j.output) != prints[j.output]]
+    stale = [j for j in jobs if full_refresh or _stored_fingerprint(wh, j.output) != prints[j.output]]
     notify = progress or (lambda job, state: None)
 
     results = _run_stale(wh, stale, key, engine or PolarsEngine(), prints, summary.run_id, notify) if stale else {}

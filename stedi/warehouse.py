@@ -9,7 +9,8 @@ Layout of the embedded default::
       .stedi/               private state (the pseudonym key)
 
 Every table is created from its contract on first use. Reads return lazy Polars frames over the
-current snapshot; writes commit one Iceberg snapshot, stamped with the properties given.
+current snapshot; writes are staged (data files written) and then committed together, each table
+getting one Iceberg snapshot stamped with the properties given, all or nothing.
 """
 
 from __future__ import annotations
@@ -17,12 +18,10 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Literal
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import NoSuchTableError

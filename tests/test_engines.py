@@ -6,11 +6,11 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from stedi.config import Settings
 from stedi.contracts import contract
 from stedi.generate import generate
-from stedi.runner import PolarsEngine, SparkEngine, evaluate, load_jobs
-from stedi.config import Settings
 from stedi.ingest import ingest
+from stedi.runner import PolarsEngine, SparkEngine, evaluate, load_jobs
 from stedi.warehouse import Warehouse
 from tests.factories import KEY
 

@@ -119,3 +119,15 @@ def test_output_rows_breaking_the_contract_are_quarantined_not_written():
     assert '"x":2.0' in bad["raw"][0]
     clean, none = split_invalid(good, contract("accelerometer_trusted"))
     assert clean.height == 1 and none.height == 0
+
+
+def test_full_refresh_rebuilds_every_table_to_the_same_rows(wh):
+    run(wh, KEY)
+    before = snapshots(wh)
+    counts = {t: wh.info(t).rows for t in TABLES}
+    refreshed = run(wh, KEY, full_refresh=True)
+    assert all(r.status == "updated" for r in refreshed.results)
+    after = snapshots(wh)
+    assert all(after[t] != before[t] for t in TABLES)
+    assert {t: wh.info(t).rows for t in TABLES} == counts
+    assert not run(wh, KEY).changed
