@@ -7,8 +7,11 @@ Each file holds one ``CREATE TABLE`` in Spark SQL syntax with column comments, a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
+import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -181,15 +184,53 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
 
 @functools.cache
 def load_contracts(folder: Path | None = None) -> dict[str, Contract]:
-    """Every contract in ``folder`` (default :func:`contracts_dir`), by table name."""
+    """Every contract in ``folder`` (default :func:`contracts_dir`), by table name.
+
+    Parsed contracts are cached as JSON under ``$XDG_CACHE_HOME/stedi`` (default ``~/.cache``),
+    keyed by a digest of the DDL files and of this module, so a CLI call does not import and run
+    the SQL parser each time; the DDL files stay the only source of truth.
+    """
     folder = folder or contracts_dir()
+    paths = sorted(folder.glob("*.sql"))
+    texts = {path: path.read_bytes() for path in paths}
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    for path, text in texts.items():
+        digest.update(path.name.encode() + b"\0" + text + b"\0")
+    cache = _cache_dir() / f"contracts-{digest.hexdigest()[:24]}.json"
+    try:
+        return {c["name"]: _from_json(c) for c in json.loads(cache.read_text())}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
     contracts = {}
-    for path in sorted(folder.glob("*.sql")):
-        contract = parse_contract(path.read_text(encoding="utf-8"), source=str(path))
+    for path, text in texts.items():
+        contract = parse_contract(text.decode("utf-8"), source=str(path))
         if contract.name != path.stem:
             raise ContractError(f"{path}: declares table {contract.name}; the file must be named after it")
         contracts[contract.name] = contract
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps([dataclasses.asdict(c) for c in contracts.values()]))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only home only costs the parse
     return contracts
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stedi"
+
+
+def _from_json(c: dict) -> Contract:
+    return Contract(
+        name=c["name"],
+        zone=c["zone"],
+        grain=c["grain"],
+        description=c["description"],
+        columns=tuple(Column(**col) for col in c["columns"]),
+        properties=tuple(tuple(p) for p in c["properties"]),
+        ddl=c["ddl"],
+    )
 
 
 def contract(name: str) -> Contract:

@@ -13,10 +13,11 @@ STARTER = ROOT.parent / "shared" / "stedi-starter"
 
 
 @pytest.fixture(autouse=True)
-def _hide_user_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests never see the user's own STEDI_* settings, nor write into ./lakehouse."""
+def _hide_user_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests never see the user's own STEDI_* settings, nor write into ./lakehouse or ~/.cache."""
     for var in ENV_VARS.values():
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "cache"))
     monkeypatch.chdir(tmp_path)
 
 

@@ -84,3 +84,16 @@ def test_outputs_are_checked_against_the_contract():
     c = load_contracts()["customers_curated"]
     with pytest.raises(ContractError, match="unexpected \\['email'\\]"):
         c.conform(pa.table({**{n: [None] for n in c.column_names}, "email": ["a@b.c"]}))
+
+
+def test_the_contract_cache_follows_the_ddl(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    ddl = "CREATE TABLE t (a STRING NOT NULL COMMENT 'x') COMMENT 'd' TBLPROPERTIES ('stedi.zone' = 'landing')"
+    (folder / "t.sql").write_text(ddl)
+    first = load_contracts.__wrapped__(folder)
+    assert list((tmp_path / "cache" / "stedi").glob("contracts-*.json"))
+    assert load_contracts.__wrapped__(folder) == first  # read back from the cache, equal
+    (folder / "t.sql").write_text(ddl.replace("a STRING", "a BIGINT"))
+    assert load_contracts.__wrapped__(folder)["t"].column("a").sql_type == "BIGINT"  # an edit is seen at once
