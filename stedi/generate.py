@@ -27,14 +27,72 @@ CONSENT_SHARE = 0.5
 UPDATE_SHARE = 0.08
 ROWS_PER_FILE = 250_000
 
-_FIRST = (
-    "Santosh Ben Frank Edward Sarah Jerry Anna Chris Lyn Neeru Mikey Ashley Craig Spencer Bobby Trevor "
-    "Jeanie Rick Kathy Alexander Liz Steph Danny Gail Eric Larry John Jacky David Senthil Dan Suresh Lisa"
-).split()
-_LAST = (
-    "Clayton Khatib Hansen Doshi Lincoln Stark Mitra Jones Staples Wu Anandh Olson Gonzales Hansen Davis "
-    "Aristotle Mendoza Howard Lewis Army Huey Gonzalez Ahmed Abram Taylor Habschied Kim Pavlov Thomas"
-).split()
+_FIRST = [
+    "Santosh",
+    "Ben",
+    "Frank",
+    "Edward",
+    "Sarah",
+    "Jerry",
+    "Anna",
+    "Chris",
+    "Lyn",
+    "Neeru",
+    "Mikey",
+    "Ashley",
+    "Craig",
+    "Spencer",
+    "Bobby",
+    "Trevor",
+    "Jeanie",
+    "Rick",
+    "Kathy",
+    "Alexander",
+    "Liz",
+    "Steph",
+    "Danny",
+    "Gail",
+    "Eric",
+    "Larry",
+    "John",
+    "Jacky",
+    "David",
+    "Senthil",
+    "Dan",
+    "Suresh",
+    "Lisa",
+]
+_LAST = [
+    "Clayton",
+    "Khatib",
+    "Hansen",
+    "Doshi",
+    "Lincoln",
+    "Stark",
+    "Mitra",
+    "Jones",
+    "Staples",
+    "Wu",
+    "Anandh",
+    "Olson",
+    "Gonzales",
+    "Hansen",
+    "Davis",
+    "Aristotle",
+    "Mendoza",
+    "Howard",
+    "Lewis",
+    "Army",
+    "Huey",
+    "Gonzalez",
+    "Ahmed",
+    "Abram",
+    "Taylor",
+    "Habschied",
+    "Kim",
+    "Pavlov",
+    "Thomas",
+]
 
 
 @dataclass(frozen=True)

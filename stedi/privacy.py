@@ -5,6 +5,7 @@ Every job calls these; none retypes a consent filter or an email normalisation.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from pathlib import Path
@@ -57,10 +58,8 @@ def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
     if not path.exists():
         from stedi.warehouse import private_file
 
-        try:
+        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
             private_file(path, secrets.token_hex(32).encode("ascii"))
-        except FileExistsError:
-            pass  # another process created it first; use theirs
     key = path.read_bytes().strip()
     if len(key) < 32:
         raise ConfigError(f"pseudonym key file {path} is shorter than 32 bytes; restore it or set STEDI_PSEUDONYM_KEY")
