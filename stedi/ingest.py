@@ -157,7 +157,7 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
         for f in files:
             if f.sha256 in known:  # ingested before, or earlier in this batch under another name
                 batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
-                if f.parsed is not None and f.stored_path not in {m["stored_path"] for m in manifest}:
+                if f.parsed is not None:  # a twin within this batch: its copy is not needed
                     (wh.root / f.stored_path).unlink(missing_ok=True)
                 continue
             known[f.sha256] = f.path.name

@@ -2,7 +2,7 @@
 engine, checks each output against its contract, and commits every output table at the end.
 
 A run is all or nothing: outputs are computed first and committed last, together (see
-:meth:`stedi.warehouse.Warehouse.commit`). A job whose code, contract and inputs are unchanged
+:meth:`stedi.warehouse.Warehouse.commit_staged`). A job whose code, contract and inputs are unchanged
 since the snapshot it last wrote is skipped, so a second run with nothing new changes no table.
 Polars and pyarrow are imported only when a job has to run: the no-op path stays fast.
 """

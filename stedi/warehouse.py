@@ -96,10 +96,6 @@ class Warehouse:
 
     # -- folders ---------------------------------------------------------------------------------
     @property
-    def landing_dir(self) -> Path:
-        return self.root / "landing"
-
-    @property
     def private_dir(self) -> Path:
         path = self.root / ".stedi"
         path.mkdir(mode=0o700, exist_ok=True)
@@ -151,21 +147,7 @@ class Warehouse:
         zone = table.properties.get("stedi.zone") or contract(name).zone
         return TableInfo(name, zone, rows, snap.snapshot_id if snap else None, when)
 
-    def existing_tables(self) -> list[str]:
-        return sorted(ident[-1] for ident in self.catalog.list_tables(NAMESPACE))
-
     # -- writing ---------------------------------------------------------------------------------
-    def append(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> None:
-        self.commit([Change(name, data, "append", properties or {})])
-
-    def overwrite(self, name: str, data: pa.Table, properties: dict[str, str] | None = None) -> None:
-        self.commit([Change(name, data, "overwrite", properties or {})])
-
-    def commit(self, changes: list[Change]) -> None:
-        """Commit ``changes`` in order, all or nothing: if one fails, the tables already changed are
-        put back to the snapshots they had before, and the error is raised."""
-        self.commit_staged([self.stage(c) for c in changes])
-
     def stage(self, change: Change) -> Staged:
         """Write a change's data files now; nothing is visible until :meth:`commit_staged`.
 
@@ -183,7 +165,8 @@ class Warehouse:
         return Staged(change.table, tx)
 
     def commit_staged(self, staged: list[Staged]) -> None:
-        """Commit staged changes in order, all or nothing (see :meth:`commit`)."""
+        """Commit staged changes in order, all or nothing: if one fails, the tables already changed
+        are put back to the snapshots they had before, and the error is raised."""
         before = {s.table: self.info(s.table).snapshot_id for s in staged}
         done: list[str] = []
         try:
