@@ -266,6 +266,31 @@ def tables(obj: _Context, fmt: str) -> None:
 
 
 @cli.command()
+@click.option("--dialect", type=click.Choice(["athena", "duckdb", "spark"]), required=True, help="Engine to write the DDL for.")
+@click.option(
+    "--location",
+    default=None,
+    help="Root the tables live under, e.g. s3://bucket/stedi [default: the warehouse folder].",
+)
+@click.pass_obj
+@_fail_cleanly
+def ddl(obj: _Context, dialect: str, location: str | None) -> None:
+    """Print the DDL of every table for another engine, generated from catalog/.
+
+    Landing tables are the raw JSON files of the landing area (for Athena: CREATE EXTERNAL TABLE
+    with the JSON SerDe); trusted, curated and system tables are Iceberg tables.
+
+    \b
+    Examples:
+      stedi-etl ddl --dialect athena --location s3://my-bucket/stedi > athena.sql
+      stedi-etl ddl --dialect duckdb | duckdb lakehouse.duckdb
+    """
+    from stedi.ddl import ddl as make_ddl
+
+    click.echo(make_ddl(dialect, location or str(obj.settings.warehouse.resolve())), nl=False)
+
+
+@cli.command()
 @click.option("--customers", type=click.IntRange(min=1), required=True, help="Number of customers.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")

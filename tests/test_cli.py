@@ -108,7 +108,7 @@ def test_an_empty_source_is_an_error(etl, tmp_path):
 
 
 def test_every_command_explains_itself_with_an_example(etl):
-    for command in ("ingest", "run", "sql", "tables", "generate"):
+    for command in ("ingest", "run", "sql", "tables", "generate", "ddl"):
         help_text = etl(command, "--help").output
         assert "Example" in help_text, command
 

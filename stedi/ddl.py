@@ -1,0 +1,97 @@
+"""DDL for other engines, generated from the contracts in catalog/ (never hand-copied).
+
+* landing tables: the raw JSON files in the warehouse landing area, as received -- for Athena a
+  ``CREATE EXTERNAL TABLE`` with the OpenX JSON SerDe (what the original project's
+  customer_landing.sql and accelerometer_landing.sql did), for Spark a JSON table, for DuckDB a
+  view over ``read_json``. Lineage columns are stedi's own and are not in the raw files.
+* trusted, curated and system tables: Iceberg tables (Athena ``table_type = ICEBERG``, Spark
+  ``USING iceberg``); DuckDB, which cannot write Iceberg here, gets plain tables.
+"""
+
+from __future__ import annotations
+
+from stedi.contracts import Column, Contract, load_contracts
+
+DIALECTS = ("athena", "duckdb", "spark")
+_LINEAGE = ("_source_file", "_line_number", "_ingested_at")
+# Table zones in the order a reader expects them.
+_ZONE_ORDER = ("landing", "trusted", "curated", "system")
+
+
+def _sql_type(col: Column, dialect: str) -> str:
+    from sqlglot import exp
+
+    # Athena runs DDL on its Hive engine: STRING, not the Trino VARCHAR of its queries.
+    return exp.DataType.build(col.sql_type, dialect="spark").sql(dialect="hive" if dialect == "athena" else dialect)
+
+
+def _string(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _quote(name: str, dialect: str) -> str:
+    return f'"{name}"' if dialect == "duckdb" else f"`{name}`"
+
+
+def _columns(cols: list[Column], dialect: str, *, not_null: bool) -> str:
+    lines = []
+    for col in cols:
+        parts = [_quote(col.name, dialect), _sql_type(col, dialect)]
+        if not_null and col.required:
+            parts.append("NOT NULL")
+        if dialect != "duckdb" and col.comment:
+            parts.append(f"COMMENT {_string(col.comment)}")
+        lines.append("  " + " ".join(parts))
+    return ",\n".join(lines)
+
+
+def table_ddl(c: Contract, dialect: str, location: str) -> str:
+    """The DDL of one table in ``dialect``; ``location`` is the warehouse root (a path or URI)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"dialect must be one of {DIALECTS}")
+    root = location.rstrip("/")
+    if c.zone == "landing":
+        source = dict(c.properties)["stedi.source"]
+        raw = [col for col in c.columns if col.name not in _LINEAGE]
+        where = f"{root}/landing/{source}/"
+        if dialect == "athena":
+            return (
+                f"CREATE EXTERNAL TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(raw, dialect, not_null=False)}\n)\n"
+                f"COMMENT {_string(c.description)}\n"
+                "ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe'\n"
+                "WITH SERDEPROPERTIES ('ignore.malformed.json' = 'FALSE', 'dots.in.keys' = 'FALSE', "
+                "'case.insensitive' = 'TRUE', 'mapping' = 'TRUE')\n"
+                "STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n"
+                "OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n"
+                f"LOCATION {_string(where)}\n"
+                "TBLPROPERTIES ('classification' = 'json');"
+            )
+        if dialect == "spark":
+            return (
+                f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(raw, dialect, not_null=False)}\n)\n"
+                f"USING json\nCOMMENT {_string(c.description)}\nLOCATION {_string(where)};"
+            )
+        columns = ", ".join(f"{_quote(col.name, dialect)}: '{_sql_type(col, dialect)}'" for col in raw)
+        return (
+            f"CREATE OR REPLACE VIEW {_quote(c.name, dialect)} AS\n"
+            f"SELECT * FROM read_json('{where}*.json', format = 'newline_delimited', columns = {{{columns}}});"
+        )
+    if dialect == "athena":
+        return (
+            f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(list(c.columns), dialect, not_null=False)}\n)\n"
+            f"LOCATION {_string(f'{root}/iceberg/stedi/{c.name}')}\n"
+            "TBLPROPERTIES ('table_type' = 'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd');"
+        )
+    if dialect == "spark":
+        props = ", ".join(f"{_string(k)} = {_string(v)}" for k, v in c.properties)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(list(c.columns), dialect, not_null=True)}\n)\n"
+            f"USING iceberg\nCOMMENT {_string(c.description)}\nTBLPROPERTIES ({props});"
+        )
+    return f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(list(c.columns), dialect, not_null=True)}\n);"
+
+
+def ddl(dialect: str, location: str) -> str:
+    """The DDL of every table, landing first, each statement preceded by its grain."""
+    contracts = sorted(load_contracts().values(), key=lambda c: (_ZONE_ORDER.index(c.zone), c.name))
+    return "\n\n".join(f"-- {c.name} ({c.zone}): {c.grain}\n{table_ddl(c, dialect, location)}" for c in contracts) + "\n"
