@@ -24,8 +24,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 ## Time ingest + run at 1x, 10x and 100x the starter volume; rewrites BENCHMARKS.md.
+## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--scales 1 10 --no-spark".
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 ## Regenerate the committed sample data set.
 sample: $(STAMP)
