@@ -1,10 +1,10 @@
 """The stedi benchmark: ingest + run end to end at 1x, 10x and 100x the starter volume, beside a
 plain DuckDB SQL pipeline and PySpark local mode over the same files, in the same run.
 
-    .venv/bin/python bench/run.py [--scales 1 10 100] [--no-spark] [--out BENCHMARKS.md]
+    .venv/bin/python bench/run.py [--scales 1 10 100] [--no-spark] [--repeat 3] [--out BENCHMARKS.md]
 
-Each figure is the wall time of whole processes, from process start, as a user would see them;
-peak memory is the largest resident set of those processes. Generated data is cached in
+Each figure is the wall time of whole processes, from process start, as a user would see them (the
+median of --repeat runs); peak memory is the largest resident set of those processes. Generated data is cached in
 bench/.data (deterministic: same scale, same bytes). Every engine's row counts are checked against
 stedi's, so a fast wrong answer cannot pass.
 """

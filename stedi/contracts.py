@@ -42,6 +42,8 @@ def _arrow_type(sql_type: str) -> pa.DataType:
 
 
 ZONES = ("landing", "trusted", "curated", "system")
+#: stedi's own lineage columns of the landing tables: not in the raw files.
+LINEAGE = ("_source_file", "_line_number", "_ingested_at")
 
 
 def contracts_dir() -> Path:
@@ -86,6 +88,11 @@ class Contract:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def raw_columns(self) -> list[Column]:
+        """The columns as received, without stedi's lineage columns."""
+        return [c for c in self.columns if c.name not in LINEAGE]
 
     @property
     def required(self) -> list[str]:

@@ -10,12 +10,9 @@
 
 from __future__ import annotations
 
-from stedi.contracts import Column, Contract, load_contracts
+from stedi.contracts import ZONES, Column, Contract, load_contracts
 
 DIALECTS = ("athena", "duckdb", "spark")
-_LINEAGE = ("_source_file", "_line_number", "_ingested_at")
-# Table zones in the order a reader expects them.
-_ZONE_ORDER = ("landing", "trusted", "curated", "system")
 
 
 def _sql_type(col: Column, dialect: str) -> str:
@@ -52,7 +49,7 @@ def table_ddl(c: Contract, dialect: str, location: str) -> str:
     root = location.rstrip("/")
     if c.zone == "landing":
         source = dict(c.properties)["stedi.source"]
-        raw = [col for col in c.columns if col.name not in _LINEAGE]
+        raw = c.raw_columns
         where = f"{root}/landing/{source}/"
         if dialect == "athena":
             return (
@@ -93,5 +90,5 @@ def table_ddl(c: Contract, dialect: str, location: str) -> str:
 
 def ddl(dialect: str, location: str) -> str:
     """The DDL of every table, landing first, each statement preceded by its grain."""
-    contracts = sorted(load_contracts().values(), key=lambda c: (_ZONE_ORDER.index(c.zone), c.name))
+    contracts = sorted(load_contracts().values(), key=lambda c: (ZONES.index(c.zone), c.name))
     return "\n\n".join(f"-- {c.name} ({c.zone}): {c.grain}\n{table_ddl(c, dialect, location)}" for c in contracts) + "\n"

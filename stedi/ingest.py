@@ -43,7 +43,6 @@ _FOLDERS = {
     "step_trainer": ("step_trainer/landing", "step_trainer"),
 }
 _SUFFIXES = {".json", ".jsonl", ".ndjson"}
-LINEAGE = ("_source_file", "_line_number", "_ingested_at")
 
 # JSON types (as DuckDB's json_type names them) accepted for each contract type.
 _ACCEPTED = {
@@ -280,16 +279,12 @@ def parse(
     return good, bad
 
 
-def _data_columns(c: Contract) -> list:
-    return [col for col in c.columns if col.name not in LINEAGE]
-
-
 _BIG_FILE = 128 * 1024 * 1024
 
 
 def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     """The whole file through Arrow's JSON reader, or ``None`` if any line needs a closer look."""
-    columns = _data_columns(c)
+    columns = c.raw_columns
     # Dates arrive as strings: read them as such and cast them strictly below.
     read_as = pa.schema(
         [pa.field(col.name, pa.string() if col.arrow_type == pa.date32() else col.arrow_type) for col in columns]
@@ -330,7 +325,7 @@ def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
     """Line by line in DuckDB (vectorised): each bad line is set aside with the first reason found."""
     import duckdb
 
-    columns = _data_columns(c)
+    columns = c.raw_columns
     json_paths = ", ".join(_sql_string(f'$."{col.name}"') for col in columns)
     checks = []
     values = []

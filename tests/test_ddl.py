@@ -8,12 +8,10 @@ import sqlglot
 from click.testing import CliRunner
 
 from stedi.cli import cli
-from stedi.contracts import load_contracts
+from stedi.contracts import LINEAGE, load_contracts
 from stedi.ddl import ddl, table_ddl
 from tests.conftest import SAMPLE
 from tests.factories import loaded_warehouse
-
-LINEAGE = ("_source_file", "_line_number", "_ingested_at")
 
 
 def statements(text: str) -> dict[str, str]:
