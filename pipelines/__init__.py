@@ -2,7 +2,8 @@
 
 Each module declares ``INPUTS`` (tables, or ``customer_pseudonyms``), ``OUTPUT`` (a table with a
 contract in catalog/) and a pure ``transform`` over narwhals lazy frames, with no I/O: the runner in
-``stedi.runner`` reads the inputs and writes the output.
+``stedi.runner`` reads the inputs and writes the output. A transform's keyword-only parameters are
+run settings (``consent_scope``), passed by the runner and part of the job's fingerprint.
 """
 
 #: Every job, in the order the original project ran them; the runner orders them by their inputs.
@@ -12,4 +13,5 @@ JOBS = (
     "customer_trusted_to_curated",
     "step_trainer_landing_to_trusted",
     "machine_learning_curated",
+    "customer_landing_to_consent_history",
 )

@@ -1,21 +1,24 @@
 """accelerometer_landing -> accelerometer_trusted.
 
 Grain: one row per landed accelerometer reading.
-Keeps: readings whose ``user`` (normalised email) is a ``customer_trusted`` customer.
-Join key: ``user`` = ``customer_trusted.email`` (a semi-join: no customer column is added).
+Keeps: readings whose ``user`` (normalised email) is a ``customer_trusted`` customer; under the
+``since-consent`` scope, only those taken at or after the customer's ``shareWithResearchAsOfDate``.
+Join key: ``user`` = ``customer_trusted.email`` (no customer column is kept).
 """
 
 import narwhals as nw
 
-from stedi.privacy import normalise_email, only_consenting
+from stedi.privacy import IN_SCOPE, mark_consent_scope, normalise_email, only_consenting
 
 INPUTS = ("accelerometer_landing", "customer_trusted")
 OUTPUT = "accelerometer_trusted"
 
 
-def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame) -> nw.LazyFrame:
+def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
     readings = accelerometer_landing.with_columns(user=normalise_email("user"))
 
-    return only_consenting(readings, customer_trusted, email_column="user").select(
-        "user", "timestamp", "x", "y", "z"
+    consenting = only_consenting(readings, customer_trusted, email_column="user")
+
+    return mark_consent_scope(consenting, taken_at="timestamp", consent_scope=consent_scope).select(
+        "user", "timestamp", "x", "y", "z", IN_SCOPE
     )

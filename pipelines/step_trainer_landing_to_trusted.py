@@ -1,19 +1,27 @@
 """step_trainer_landing -> step_trainer_trusted.
 
 Grain: one row per landed step trainer reading.
-Keeps: readings of devices whose ``serialNumber`` belongs to a ``customers_curated`` customer.
-Join key: ``serialNumber`` (a semi-join).
+Keeps: readings of devices whose ``serialNumber`` belongs to a ``customers_curated`` customer; under
+the ``since-consent`` scope, only those taken at or after that customer's
+``shareWithResearchAsOfDate``.
+Join key: ``serialNumber`` (no customer column is kept).
 """
 
 import narwhals as nw
+
+from stedi.privacy import IN_SCOPE, mark_consent_scope
 
 INPUTS = ("step_trainer_landing", "customers_curated")
 OUTPUT = "step_trainer_trusted"
 
 
-def transform(step_trainer_landing: nw.LazyFrame, customers_curated: nw.LazyFrame) -> nw.LazyFrame:
-    devices = customers_curated.select("serialNumber")
+def transform(step_trainer_landing: nw.LazyFrame, customers_curated: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
+    # One row per device, so the join cannot repeat a reading; a device registered to several
+    # customers takes the latest of their consent dates.
+    devices = customers_curated.group_by("serialNumber").agg(nw.col("shareWithResearchAsOfDate").max())
 
-    return step_trainer_landing.join(devices, on="serialNumber", how="semi").select(
-        "sensorReadingTime", "serialNumber", "distanceFromObject"
+    readings = step_trainer_landing.join(devices, on="serialNumber", how="inner")
+
+    return mark_consent_scope(readings, taken_at="sensorReadingTime", consent_scope=consent_scope).select(
+        "sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE
     )

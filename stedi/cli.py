@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from stedi.config import CONSENT_SCOPES
 from stedi.errors import StediError
 
 EPILOG_WAREHOUSE = "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use."
@@ -126,10 +127,17 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
 
 @cli.command()
 @click.option("--full-refresh", is_flag=True, help="Rebuild every table, even those whose inputs did not change.")
+@click.option(
+    "--consent-scope",
+    type=click.Choice(CONSENT_SCOPES),
+    default=None,
+    help="Readings kept for a consenting customer: all of them, or those taken since consent. "
+    "[default: the warehouse's stedi.toml, else all-history]",
+)
 @click.pass_obj
 @_fail_cleanly
-def run(obj: _Context, full_refresh: bool) -> None:
-    """Run the five jobs of pipelines/ in dependency order.
+def run(obj: _Context, full_refresh: bool, consent_scope: str | None) -> None:
+    """Run the jobs of pipelines/ in dependency order.
 
     \b
     customer_landing_to_trusted       -> customer_trusted
@@ -138,23 +146,28 @@ def run(obj: _Context, full_refresh: bool) -> None:
     step_trainer_landing_to_trusted   -> step_trainer_trusted
     machine_learning_curated          -> machine_learning_curated
 
-    Every output is committed at the end, all or nothing. A job whose inputs and code did not
-    change since its last run is skipped, so running again with nothing new changes no table.
+    customer_landing_to_consent_history -> customer_consent_history
+
+    Every output is committed at the end, all or nothing. A job whose inputs, code and settings did
+    not change since its last run is skipped, so running again with nothing new changes no table.
+    Under the since-consent scope, accelerometer and step trainer readings taken before the
+    customer's shareWithResearchAsOfDate are kept out of every trusted and curated table.
 
     \b
     Examples:
       stedi-etl run
       stedi-etl run --full-refresh
+      stedi-etl run --consent-scope since-consent
     """
-    _run_jobs(obj, full_refresh=full_refresh)
+    _run_jobs(obj, full_refresh=full_refresh, consent_scope=consent_scope)
 
 
-def _run_jobs(obj: _Context, *, full_refresh: bool = False) -> None:
+def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str | None = None) -> None:
     from stedi.runner import load_jobs
     from stedi.runner import run as run_jobs
 
     with _progress(total=len(load_jobs())) as notify:
-        summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh)
+        summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh, consent_scope=consent_scope)
     _print_table(
         f"run {summary.run_id}",
         ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"),
@@ -163,7 +176,10 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False) -> None:
             for r in summary.results
         ],
     )
-    _console().print(f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s")
+    _console().print(
+        f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
+        f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"
+    )
 
 
 def _is_terminal() -> bool:

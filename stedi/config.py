@@ -1,23 +1,40 @@
-"""Settings: one frozen object, resolved once in layers (defaults < ``STEDI_*`` environment < CLI flags).
+"""Settings: one frozen object, resolved once in layers: defaults < ``<warehouse>/stedi.toml`` <
+``STEDI_*`` environment < CLI flags.
 
-Nothing here reads the environment at import time; :func:`resolve` does, when asked.
+Nothing here reads the environment or a file at import time; :func:`resolve` does, when asked.
+The warehouse's own ``stedi.toml`` holds what belongs to the warehouse rather than to a user, e.g.::
+
+    consent_scope = "since-consent"
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from stedi.errors import ConfigError
+
 DEFAULT_WAREHOUSE = "lakehouse"
+SETTINGS_FILE = "stedi.toml"
+
+#: Which readings of a consenting customer may enter trusted and curated tables.
+#: ``all-history``: all of them (the original project's definition); ``since-consent``: only those
+#: taken at or after the customer's ``shareWithResearchAsOfDate``.
+CONSENT_SCOPES = ("all-history", "since-consent")
 
 #: Environment variables read by :func:`resolve`, by setting name.
 ENV_VARS = {
     "warehouse": "STEDI_WAREHOUSE",
     "catalog_uri": "STEDI_CATALOG_URI",
     "pseudonym_key": "STEDI_PSEUDONYM_KEY",
+    "consent_scope": "STEDI_CONSENT_SCOPE",
 }
+
+#: Settings a warehouse's ``stedi.toml`` may hold (the warehouse's location and key may not).
+FILE_SETTINGS = ("catalog_uri", "consent_scope")
 
 
 @dataclass(frozen=True)
@@ -34,11 +51,18 @@ class Settings:
     pseudonym_key
         Secret for the keyed hash of emails; ``None`` means the warehouse's own key file.
         Never shown by ``repr``.
+    consent_scope
+        ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
     """
 
     warehouse: Path = Path(DEFAULT_WAREHOUSE)
     catalog_uri: str | None = None
     pseudonym_key: str | None = field(default=None, repr=False)
+    consent_scope: str = CONSENT_SCOPES[0]
+
+    def __post_init__(self) -> None:
+        if self.consent_scope not in CONSENT_SCOPES:
+            raise ConfigError(f"consent scope must be one of {', '.join(CONSENT_SCOPES)}, not {self.consent_scope!r}")
 
     @property
     def catalog_url(self) -> str:
@@ -46,7 +70,8 @@ class Settings:
 
 
 def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-    """Build :class:`Settings` from defaults, then ``STEDI_*`` variables, then explicit overrides.
+    """Build :class:`Settings` from defaults, the warehouse's ``stedi.toml``, ``STEDI_*`` variables,
+    then explicit overrides.
 
     Overrides that are ``None`` are ignored, so CLI options left unset fall through to the
     environment.
@@ -57,11 +82,33 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
     PosixPath('other')
     """
     env = os.environ if env is None else env
-    values: dict[str, object] = {}
+    layered: dict[str, object] = {}
     for name, var in ENV_VARS.items():
         if env.get(var):
-            values[name] = env[var]
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    if "warehouse" in values:
-        values["warehouse"] = Path(str(values["warehouse"])).expanduser()
+            layered[name] = env[var]
+    layered.update({k: v for k, v in overrides.items() if v is not None})
+    warehouse = Path(str(layered.get("warehouse", DEFAULT_WAREHOUSE))).expanduser()
+    values = read_settings_file(warehouse) | layered
+    values["warehouse"] = warehouse
     return replace(Settings(), **values)
+
+
+def read_settings_file(warehouse: Path) -> dict[str, object]:
+    """The settings in ``<warehouse>/stedi.toml`` (none if the file does not exist)."""
+    path = warehouse / SETTINGS_FILE
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    try:
+        values = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from err
+    known = {f.name for f in fields(Settings)}
+    for name in values:
+        if name not in FILE_SETTINGS:
+            hint = "; set it in the environment or on the command line" if name in known else ""
+            raise ConfigError(f"{path}: unknown setting {name!r} (allowed: {', '.join(FILE_SETTINGS)}){hint}")
+    return values

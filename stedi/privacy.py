@@ -23,6 +23,14 @@ DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birth
 
 KEY_FILE = "pseudonym.key"
 
+#: The order of a customer's records, oldest first: ``lastUpdateDate``, then ties go to the record
+#: ingested last, then to the later file and line, so "the latest record" is always one record.
+RECORD_ORDER = ("lastUpdateDate", "_ingested_at", "_source_file", "_line_number")
+
+#: A job's output may carry this boolean column: rows where it is false are readings outside the
+#: consent scope; the runner counts them, drops them and drops the column.
+IN_SCOPE = "_in_scope"
+
 
 def normalise_email(column: str) -> nw.Expr:
     """The customer's natural key: the email trimmed of surrounding spaces and lower-cased."""
@@ -38,9 +46,23 @@ def has_research_consent() -> nw.Expr:
 
 
 def only_consenting(frame: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, email_column: str) -> nw.LazyFrame:
-    """Rows of ``frame`` whose ``email_column`` (already normalised) is a ``customer_trusted`` customer."""
-    consenting = customer_trusted.select(nw.col("email").alias(email_column))
-    return frame.join(consenting, on=email_column, how="semi")
+    """Rows of ``frame`` whose ``email_column`` (already normalised) is a ``customer_trusted`` customer,
+    with that customer's ``shareWithResearchAsOfDate`` (for :func:`mark_consent_scope`)."""
+    consenting = customer_trusted.select(nw.col("email").alias(email_column), "shareWithResearchAsOfDate")
+    return frame.join(consenting, on=email_column, how="inner")
+
+
+def mark_consent_scope(frame: nw.LazyFrame, *, taken_at: str, consent_scope: str) -> nw.LazyFrame:
+    """Add :data:`IN_SCOPE`: whether each reading may be used under ``consent_scope``.
+
+    ``all-history``: every reading of a consenting customer. ``since-consent``: only readings taken
+    at or after the customer's ``shareWithResearchAsOfDate`` (``frame`` must carry it).
+    """
+    if consent_scope == "since-consent":
+        return frame.with_columns((nw.col(taken_at) >= nw.col("shareWithResearchAsOfDate")).alias(IN_SCOPE))
+    if consent_scope == "all-history":
+        return frame.with_columns(nw.lit(True).alias(IN_SCOPE))
+    raise ValueError(f"unknown consent scope {consent_scope!r}")
 
 
 # -- pseudonyms ----------------------------------------------------------------------------------

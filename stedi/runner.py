@@ -12,6 +12,7 @@ from __future__ import annotations
 import graphlib
 import hashlib
 import importlib
+import inspect
 import json
 import time
 import uuid
@@ -46,6 +47,7 @@ class Job:
     output: str
     transform: Callable[..., nw.LazyFrame]
     code_hash: str
+    parameters: tuple[str, ...] = ()  # keyword-only parameters of the transform: run settings
 
     @property
     def contract(self) -> Contract:
@@ -70,6 +72,9 @@ def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
             output=module.OUTPUT,
             transform=module.transform,
             code_hash=_code_hash(module, privacy, extra=contract_digest(module.OUTPUT)),
+            parameters=tuple(
+                p.name for p in inspect.signature(module.transform).parameters.values() if p.kind is p.KEYWORD_ONLY
+            ),
         )
     graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
     try:
@@ -124,34 +129,50 @@ class SparkEngine:
         return nw.from_native(native).collect(backend="polars").to_native()
 
 
+#: Run settings passed to the transforms that declare them, and their defaults.
+DEFAULT_PARAMS: Mapping[str, str] = {"consent_scope": "all-history"}
+
+
 def evaluate(
     jobs: list[Job],
     load: Callable[[str], Any],
     key: bytes,
     engine: Engine,
     *,
+    params: Mapping[str, str] = DEFAULT_PARAMS,
     after: Callable[[Job, Any], Any] | None = None,
+    out_of_scope: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Run ``jobs`` in order on ``engine``; return each output as a native lazy frame, by table name.
 
     ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
-    a job skipped this time). ``after(job, frame)`` may check or filter each output before
-    downstream jobs see it. The pseudonym map is built from ``customer_trusted`` when a job asks.
+    a job skipped this time). ``params`` are the run settings a transform may ask for by keyword.
+    Rows a job marks as outside the consent scope (``privacy.IN_SCOPE`` false) are dropped and
+    counted into ``out_of_scope``. ``after(job, frame)`` may check or filter each output before
+    downstream jobs see it. The pseudonym map is built from ``customer_landing`` when a job asks.
     """
     frames: dict[str, Any] = {}
 
     def get(name: str) -> Any:
         if name not in frames:
             if name == PSEUDONYMS:
-                emails = engine.to_polars(nw.from_native(get("customer_trusted")).select("email").to_native())
-                frames[name] = engine.from_polars(privacy.pseudonyms(emails["email"], key))
+                emails = nw.from_native(get("customer_landing")).select(privacy.normalise_email("email")).unique()
+                frames[name] = engine.from_polars(privacy.pseudonyms(engine.to_polars(emails.to_native())["email"], key))
             else:
                 frames[name] = load(name)
         return frames[name]
 
     for job in jobs:
-        result = job.transform(*(nw.from_native(get(name)) for name in job.inputs))
+        result = job.transform(
+            *(nw.from_native(get(name)) for name in job.inputs), **{p: params[p] for p in job.parameters}
+        )
         native = engine.materialize(result)
+        if privacy.IN_SCOPE in result.collect_schema():
+            frame = nw.from_native(native)
+            if out_of_scope is not None:
+                outside = frame.filter(~nw.col(privacy.IN_SCOPE)).select(nw.len()).collect()
+                out_of_scope[job.output] = int(outside.item())
+            native = engine.materialize(frame.filter(nw.col(privacy.IN_SCOPE)).drop(privacy.IN_SCOPE))
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
 
@@ -185,25 +206,33 @@ class JobResult:
     rows_out: int
     rows_quarantined: int
     seconds: float
+    rows_out_of_scope: int = 0
 
 
 @dataclass
 class RunSummary:
     run_id: str
+    consent_scope: str = DEFAULT_PARAMS["consent_scope"]
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
+
+    @property
+    def out_of_scope(self) -> int:
+        """Readings of consenting customers that the consent scope kept out (all tables)."""
+        return sum(r.rows_out_of_scope for r in self.results if r.output.endswith("_trusted"))
 
     @property
     def changed(self) -> bool:
         return any(r.status == "updated" for r in self.results)
 
 
-def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes) -> dict[str, str]:
+def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes, params: Mapping[str, str]) -> dict[str, str]:
     """A fingerprint per table: for inputs, their current snapshot; for outputs, a digest of the job's
-    code and contract and of its inputs' fingerprints (so a change upstream reaches downstream)."""
+    code, contract and settings and of its inputs' fingerprints (so a change upstream reaches
+    downstream)."""
     prints: dict[str, str] = {PSEUDONYMS: privacy.key_fingerprint(key)}
     for job in jobs:
-        parts = [job.code_hash]
+        parts = [job.code_hash, *(f"{p}={params[p]}" for p in job.parameters)]
         for name in job.inputs:
             if name not in prints:
                 prints[name] = f"{name}@{wh.info(name).snapshot_id or 'empty'}"
@@ -212,9 +241,10 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes) -> dict[str, str]:
     return prints
 
 
-def _stored_fingerprint(wh: Warehouse, name: str) -> str | None:
+def _stored(wh: Warehouse, name: str, prop: str) -> str | None:
+    """A property stamped on the current snapshot of table ``name`` by the run that wrote it."""
     snap = wh.table(name).current_snapshot()
-    return snap.summary.additional_properties.get("stedi.fingerprint") if snap and snap.summary else None
+    return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
 
 
 def run(
@@ -224,21 +254,25 @@ def run(
     engine: Engine | None = None,
     progress: Callable[[str, str], None] | None = None,
     full_refresh: bool = False,
+    consent_scope: str | None = None,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
-    unless ``full_refresh``."""
+    unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting."""
     started = time.perf_counter()
     jobs = load_jobs()
-    summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
-    prints = _fingerprints(jobs, wh, key)
-    stale = [j for j in jobs if full_refresh or _stored_fingerprint(wh, j.output) != prints[j.output]]
+    scope = consent_scope or wh.settings.consent_scope
+    params = {**DEFAULT_PARAMS, "consent_scope": scope}
+    summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", consent_scope=scope)
+    prints = _fingerprints(jobs, wh, key, params)
+    stale = [j for j in jobs if full_refresh or _stored(wh, j.output, "stedi.fingerprint") != prints[j.output]]
     notify = progress or (lambda job, state: None)
 
-    results = _run_stale(wh, stale, key, engine or PolarsEngine(), prints, summary.run_id, notify) if stale else {}
+    results = _run_stale(wh, stale, key, engine or PolarsEngine(), prints, params, summary.run_id, notify) if stale else {}
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
-            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0)
+            outside = int(_stored(wh, job.output, "stedi.out-of-scope") or 0)
+            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside)
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])
     summary.seconds = time.perf_counter() - started
@@ -251,6 +285,7 @@ def _run_stale(
     key: bytes,
     engine: Engine,
     prints: Mapping[str, str],
+    params: Mapping[str, str],
     run_id: str,
     notify: Callable[[str, str], None],
 ) -> dict[str, JobResult]:
@@ -263,6 +298,7 @@ def _run_stale(
     clock = [time.perf_counter()]
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
     staged: list[Future[Staged]] = []
+    out_of_scope: dict[str, int] = {}
 
     def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
         good, bad = split_invalid(frame.collect(), job.contract)
@@ -273,6 +309,8 @@ def _run_stale(
             "stedi.job": job.name,
             "stedi.fingerprint": prints[job.output],
             "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
+            "stedi.consent-scope": params["consent_scope"],
+            "stedi.out-of-scope": str(out_of_scope.get(job.output, 0)),
         }
         # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
         staged.append(writer.submit(lambda: wh.stage(Change(job.output, good.to_arrow(), "overwrite", props))))
@@ -280,7 +318,9 @@ def _run_stale(
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
         now = time.perf_counter()
-        results[job.output] = JobResult(job.name, job.output, "updated", rows_in, good.height, bad.height, now - clock[0])
+        results[job.output] = JobResult(
+            job.name, job.output, "updated", rows_in, good.height, bad.height, now - clock[0], out_of_scope.get(job.output, 0)
+        )
         clock[0] = now
         notify(job.name, "done")
         return good.lazy()
@@ -290,7 +330,7 @@ def _run_stale(
     try:
         with writer:
             try:
-                evaluate(stale, wh.scan, key, engine, after=check)
+                evaluate(stale, wh.scan, key, engine, params=params, after=check, out_of_scope=out_of_scope)
             except StediError:
                 raise
             except Exception as err:  # a transform failed: nothing was committed

@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow as pa
 
 from stedi.contracts import contract
-from stedi.runner import PolarsEngine, evaluate, load_jobs
+from stedi.runner import DEFAULT_PARAMS, PolarsEngine, evaluate, load_jobs
 
 KEY = b"k" * 32
 T0 = 1_655_564_000_000
@@ -81,7 +81,11 @@ def landing_frame(table: str, rows: Iterable[Mapping]) -> pl.LazyFrame:
 
 
 def run_jobs(
-    customers: Iterable[Mapping] = (), readings: Iterable[Mapping] = (), steps: Iterable[Mapping] = (), key: bytes = KEY
+    customers: Iterable[Mapping] = (),
+    readings: Iterable[Mapping] = (),
+    steps: Iterable[Mapping] = (),
+    key: bytes = KEY,
+    params: Mapping[str, str] = DEFAULT_PARAMS,
 ) -> dict[str, pl.DataFrame]:
     """Every job of pipelines/ on Polars over in-memory landing rows; each output table, collected."""
     landing = {
@@ -89,7 +93,7 @@ def run_jobs(
         "accelerometer_landing": landing_frame("accelerometer_landing", readings),
         "step_trainer_landing": landing_frame("step_trainer_landing", steps),
     }
-    outputs = evaluate(load_jobs(), landing.__getitem__, key, PolarsEngine())
+    outputs = evaluate(load_jobs(), landing.__getitem__, key, PolarsEngine(), params=params)
     return {name: frame.collect() for name, frame in outputs.items()}
 
 

@@ -18,13 +18,15 @@ TABLE_NAMES = {
     "customer_landing", "accelerometer_landing", "step_trainer_landing", "customer_trusted",
     "accelerometer_trusted", "step_trainer_trusted", "customers_curated", "machine_learning_curated",
 }
+# Tables beyond the original project's eight: written by jobs, or by stedi itself.
+JOB_TABLES = TABLE_NAMES - set(SOURCES.values()) | {"customer_consent_history"}
 
 
 def test_every_table_has_a_contract_and_every_job_writes_one():
     contracts = load_contracts()
     assert set(contracts) >= TABLE_NAMES
-    assert {job.output for job in load_jobs()} | set(SOURCES.values()) == TABLE_NAMES
-    assert len(load_jobs()) == len(pipelines.JOBS) == 5
+    assert {job.output for job in load_jobs()} == JOB_TABLES
+    assert len(load_jobs()) == len(pipelines.JOBS) == 6
 
 
 @pytest.mark.parametrize("name", sorted(TABLE_NAMES))

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from stedi.config import Settings
+from stedi.config import CONSENT_SCOPES, Settings
 from stedi.contracts import contract
 from stedi.generate import generate
 from stedi.ingest import ingest
@@ -22,15 +22,17 @@ def _canonical(name: str, frame: pl.DataFrame) -> pl.DataFrame:
     return conformed.sort(conformed.columns)
 
 
-def test_every_transform_gives_identical_results_on_spark_and_polars(spark, tmp_path):
+@pytest.mark.parametrize("scope", CONSENT_SCOPES)
+def test_every_transform_gives_identical_results_on_spark_and_polars(spark, tmp_path, scope):
     generate(60, seed=3, out=tmp_path / "src")
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     ingest(wh, tmp_path / "src")
     landing = {name: wh.scan(name).collect() for name in ("customer_landing", "accelerometer_landing", "step_trainer_landing")}
 
-    polars_out = evaluate(load_jobs(), lambda n: landing[n].lazy(), KEY, PolarsEngine())
+    params = {"consent_scope": scope}
+    polars_out = evaluate(load_jobs(), lambda n: landing[n].lazy(), KEY, PolarsEngine(), params=params)
     spark_engine = SparkEngine(spark)
-    spark_out = evaluate(load_jobs(), lambda n: spark.createDataFrame(landing[n].to_arrow()), KEY, spark_engine)
+    spark_out = evaluate(load_jobs(), lambda n: spark.createDataFrame(landing[n].to_arrow()), KEY, spark_engine, params=params)
 
     assert set(polars_out) == set(spark_out) == {job.output for job in load_jobs()}
     for name in polars_out:
@@ -38,3 +40,5 @@ def test_every_transform_gives_identical_results_on_spark_and_polars(spark, tmp_
         got = _canonical(name, spark_engine.to_polars(spark_out[name]))
         assert expected.height > 0, name
         assert_frame_equal(got, expected)
+    changes = set(polars_out["customer_consent_history"].collect()["change"])
+    assert changes == {"not given", "given", "moved", "withdrawn"}  # every kind of version was compared

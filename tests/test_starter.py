@@ -56,3 +56,29 @@ def test_starter_curated_tables_hold_no_email(starter_warehouse):
         for column in columns:
             values = {str(v).lower() for (v,) in con.sql(f'SELECT DISTINCT "{column}" FROM {table}').fetchall()}
             assert not values & emails, (table, column)
+
+
+def test_since_consent_keeps_readings_from_the_consent_date_on(tmp_path):
+    from stedi.config import Settings
+    from stedi.ingest import ingest
+    from stedi.runner import run
+    from stedi.warehouse import Warehouse
+    from tests.conftest import STARTER
+    from tests.factories import KEY
+
+    if not (STARTER / "customer").is_dir():
+        pytest.skip("the STEDI starter data is not at ../shared/stedi-starter")
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh", consent_scope="since-consent"))
+    ingest(wh, STARTER)
+    summary = run(wh, KEY)
+    by_table = {r.output: r for r in summary.results}
+    assert by_table["accelerometer_trusted"].rows_out == 32_025
+    assert by_table["accelerometer_trusted"].rows_out_of_scope == EXPECTED["accelerometer_trusted"] - 32_025
+    assert summary.out_of_scope == sum(by_table[t].rows_out_of_scope for t in ("accelerometer_trusted", "step_trainer_trusted"))
+    con = stedi.connect(wh.root)
+    (before_consent,) = con.sql("""
+        SELECT count(*) FROM machine_learning_curated m
+        JOIN customers_curated c USING (customer_key) WHERE m.timestamp < c.shareWithResearchAsOfDate
+    """).fetchall()[0]
+    assert before_consent == 0
+    assert by_table["machine_learning_curated"].rows_out < EXPECTED["machine_learning_curated"]
