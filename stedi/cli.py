@@ -106,20 +106,28 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     """
     from stedi.ingest import ingest as run_ingest
 
-    summary = run_ingest(obj.warehouse, source)
+    summary = run_ingest(obj.warehouse, source, obj.key())
     _print_table(
         f"ingest {summary.batch_id}",
-        ("file", "source", "status", "landed", "quarantined"),
+        ("file", "source", "status", "landed", "quarantined", "suppressed"),
         [
-            (f.file, f.source, f.status if f.status == "ingested" else f"skipped ({f.detail})", f.rows_landed, f.rows_quarantined)
+            (
+                f.file,
+                f.source,
+                f.status if f.status == "ingested" else f"skipped ({f.detail})",
+                f.rows_landed,
+                f.rows_quarantined,
+                f.rows_suppressed,
+            )
             for f in summary.files
         ],
     )
     landed = sum(f.rows_landed for f in summary.files)
     bad = sum(f.rows_quarantined for f in summary.files)
+    suppressed = sum(f.rows_suppressed for f in summary.files)
     _console().print(
         f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
-        f"{landed} row(s) landed, {bad} quarantined"
+        f"{landed} row(s) landed, {bad} quarantined, {suppressed} skipped as erased people"
     )
     if then_run:
         _run_jobs(obj)
@@ -278,6 +286,57 @@ def tables(obj: _Context, fmt: str) -> None:
         None,
         ("table", "zone", "rows", "last update"),
         [(i.name, i.zone, i.rows, f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never") for i in infos],
+    )
+
+
+@cli.command()
+@click.option("--email", "emails", multiple=True, help="Email of a person to erase (repeatable).")
+@click.option(
+    "--from-file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    help="File of emails to erase, one a line ('-' for stdin).",
+)
+@click.pass_obj
+@_fail_cleanly
+def forget(obj: _Context, emails: tuple[str, ...], from_file) -> None:
+    """Erase people, by email, from every table, raw file and older version of the warehouse.
+
+    Their rows go from every table (landing, trusted, curated, quarantine, consent history); their
+    lines are blanked in the raw landing files; older snapshots are expired and every file no longer
+    used is deleted. Their email and serial numbers join the suppression list, as keyed hashes, so
+    ingesting an old copy of the files does not bring them back. The erasure_log table records
+    what was done, without the email.
+
+    \b
+    Examples:
+      stedi-etl forget --email ann.a@example.com --email bob@example.com
+      stedi-etl forget --from-file requests.txt
+    """
+    from stedi.erasure import forget as run_forget
+    from stedi.erasure import normalised_emails, read_emails
+
+    wanted = [*emails, *(read_emails(from_file) if from_file else [])]
+    summary = run_forget(obj.warehouse, obj.key(), wanted)
+
+    _print_table(
+        f"forget {summary.erasure_id}",
+        ("email", "customer_key", "rows removed", "serial numbers"),
+        [
+            (
+                email,
+                p.customer_key[:16] + "...",
+                ", ".join(f"{t} {n}" for t, n in sorted(p.rows_removed.items())) or "none: matched nobody",
+                f"{p.serial_numbers} erased" + (f", {p.serials_kept} kept (shared with another customer)" if p.serials_kept else ""),
+            )
+            for email, p in zip(normalised_emails(wanted), summary.people, strict=True)
+        ],
+    )
+    unmatched = sum(not p.matched for p in summary.people)
+    _console().print(
+        f"{len(summary.people) - unmatched} person(s) erased, {unmatched} matched nobody (suppressed all the same); "
+        f"{sum(summary.rows_removed().values())} row(s) removed, {summary.files_rewritten} raw file(s) rewritten, "
+        f"{summary.snapshots_expired} older snapshot(s) expired, {summary.files_deleted} file(s) deleted"
     )
 
 

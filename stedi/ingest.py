@@ -13,6 +13,7 @@ import collections
 import hashlib
 import itertools
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from stedi import privacy
 from stedi.contracts import Contract, contract
 from stedi.errors import SourceError
 from stedi.warehouse import Change, Staged, Warehouse
@@ -64,6 +66,7 @@ class FileResult:
     detail: str = ""
     rows_landed: int = 0
     rows_quarantined: int = 0
+    rows_suppressed: int = 0
 
 
 @dataclass
@@ -112,24 +115,36 @@ class _File:
     size: int
     sha256: str
     parsed: tuple[pa.Table, pa.Table] | None = None
+    suppressed: int = 0
+    stored: tuple[str, int] | None = None  # SHA-256 and size of the stored copy, when lines were blanked
 
     @property
     def stored_path(self) -> str:
         return f"landing/{self.source}/{self.sha256[:12]}-{self.path.name}"
 
 
-def ingest(wh: Warehouse, source: Path) -> IngestSummary:
+def ingest(wh: Warehouse, source: Path, key: bytes | None = None) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
     the end; if anything fails, no table changes and the copies made are removed.
+
+    People on the suppression list (erased by ``forget``) do not come back: their lines are skipped,
+    counted, and blanked in the stored copy. ``key`` is the pseudonym key (default: the warehouse's).
 
     Files are read once each, on a thread per core (hashing, writing and Arrow's parser release the
     GIL), and stream into the landing tables' Parquet files as they are parsed, so memory stays
     bounded by a few files whatever the size of the batch.
     """
     found = discover(source)
+    with wh.lock("stedi-etl ingest"):
+        wh.remove_orphan_copies()  # left by an ingest that was killed before it committed
+        return _ingest(wh, found, key)
+
+
+def _ingest(wh: Warehouse, found: list[tuple[str, Path]], key: bytes | None) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    suppress = Suppression.load(wh, key)
     known = _manifest(wh)
     at_start = frozenset(known)
     now = datetime.now(UTC).replace(microsecond=0)
@@ -149,6 +164,11 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
             copies.append(wh.root / f.stored_path)  # list.append is atomic: safe from the workers
             stored = _store(path, wh.root / f.stored_path, f.size)
             f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
+            if suppress:
+                f.parsed, blank = suppress.apply(name, *f.parsed)
+                if blank:
+                    f.suppressed = len(blank)
+                    f.stored = _blank(stored, data, blank)
         return f
 
     def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
@@ -162,7 +182,9 @@ def ingest(wh: Warehouse, source: Path) -> IngestSummary:
             known[f.sha256] = f.path.name
             good, bad = f.parsed
             quarantined.append(bad)
-            batch.files.append(FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows))
+            batch.files.append(
+                FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
+            )
             manifest.append(_manifest_row(f, good.num_rows, bad.num_rows, batch.batch_id, now))
             yield from c.conform(good).to_batches()
 
@@ -229,6 +251,10 @@ def _manifest_row(f: _File, landed: int, quarantined: int, batch_id: str, now: d
         "rows_quarantined": quarantined,
         "batch_id": batch_id,
         "ingested_at": now,
+        "stored_sha256": f.stored[0] if f.stored else None,
+        "stored_size": f.stored[1] if f.stored else None,
+        "rows_erased": f.suppressed if f.stored else None,
+        "rewritten_at": now if f.stored else None,
     }
 
 
@@ -239,6 +265,80 @@ def _manifest(wh: Warehouse) -> dict[str, str]:
         return {}
     rows = table.scan(selected_fields=("sha256", "file_name")).to_arrow()
     return dict(zip(rows["sha256"].to_pylist(), rows["file_name"].to_pylist(), strict=True))
+
+
+# -- people erased before ----------------------------------------------------------------------------
+
+# What a raw line may hold of a person, wherever it is in the line.
+_EMAILS = re.compile(rb"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]+")
+_SERIALS = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+# The column naming the person in each source's records, and the kind of value it holds.
+_PERSON = {"customer": ("email", "email"), "accelerometer": ("user", "email"), "step_trainer": ("serialNumber", "serialNumber")}
+
+
+@dataclass
+class Suppression:
+    """The keyed hashes of erased emails and serial numbers, and the key to hash new values with."""
+
+    key: bytes
+    hashes: dict[str, frozenset[str]]
+
+    @classmethod
+    def load(cls, wh: Warehouse, key: bytes | None) -> Suppression | None:
+        table = wh.table("suppression_list")
+        if table.current_snapshot() is None:
+            return None
+        rows = table.scan(selected_fields=("kind", "key_hash")).to_arrow().to_pylist()
+        if not rows:
+            return None
+        hashes: dict[str, set[str]] = collections.defaultdict(set)
+        for row in rows:
+            hashes[row["kind"]].add(row["key_hash"])
+        key = key if key is not None else privacy.pseudonym_key(wh.settings.pseudonym_key, wh.private_dir)
+        return cls(key, {k: frozenset(v) for k, v in hashes.items()})
+
+    def _is_suppressed(self, kind: str, value: str) -> bool:
+        return privacy.keyed_hash(value, self.key) in self.hashes.get(kind, ())
+
+    def apply(self, source: str, good: pa.Table, bad: pa.Table) -> tuple[tuple[pa.Table, pa.Table], list[int]]:
+        """Drop the lines of suppressed people from a parsed file; return what is left and the line
+        numbers dropped. Each distinct value is hashed once, so the cost is per person, not per line."""
+        column, kind = _PERSON[source]
+        values = pc.unique(good[column]).to_pylist()
+        hit = [v for v in values if v is not None and self._is_suppressed(kind, v)]
+        drop = pc.is_in(good[column], value_set=pa.array(hit, good[column].type)) if hit else None
+        blank = pc.filter(good["_line_number"], drop).to_pylist() if hit else []
+        if hit:
+            good = good.filter(pc.invert(drop))
+        if bad.num_rows:
+            mentions = [self._mentions_suppressed(raw) for raw in bad["raw"].to_pylist()]
+            if any(mentions):
+                blank += [n for n, m in zip(bad["line_number"].to_pylist(), mentions, strict=True) if m]
+                bad = bad.filter(pa.array([not m for m in mentions]))
+        return (good, bad), sorted(blank)
+
+    def _mentions_suppressed(self, raw: str | None) -> bool:
+        if raw is None:
+            return False
+        data = raw.encode("utf-8", "surrogateescape")
+        return any(self._is_suppressed("email", m.decode(errors="replace")) for m in _EMAILS.findall(data)) or any(
+            self._is_suppressed("serialNumber", m.decode()) for m in _SERIALS.findall(data)
+        )
+
+    def __bool__(self) -> bool:
+        return any(self.hashes.values())
+
+
+def _blank(stored: Path, data: bytes, numbers: list[int]) -> tuple[str, int]:
+    """Blank lines of the stored copy (line numbers of everyone else are kept); its new hash and size."""
+    from stedi.erasure import replace_file
+
+    lines = data.split(b"\n")
+    for n in numbers:
+        lines[n - 1] = b""
+    new = b"\n".join(lines)
+    replace_file(stored, new)
+    return hashlib.sha256(new).hexdigest(), len(new)
 
 
 # -- parsing ---------------------------------------------------------------------------------------

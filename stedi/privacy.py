@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 #: Columns that identify a person directly. Curated tables must carry none of them.
 DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
 
+#: Columns whose values identify a person or their device, or may hold such values (a raw line).
+#: Their values never go into Iceberg column statistics, and forget erases them everywhere.
+PERSONAL_COLUMNS = DIRECT_IDENTIFIERS | {"serialNumber", "raw"}
+
 KEY_FILE = "pseudonym.key"
 
 #: The order of a customer's records, oldest first: ``lastUpdateDate``, then ties go to the record
@@ -88,9 +92,15 @@ def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
     return key
 
 
+def keyed_hash(value: str, key: bytes) -> str:
+    """HMAC-SHA256 (hex) of ``value`` trimmed and lower-cased: the only form in which an identifier
+    is kept where it must not be readable (curated tables, the suppression list, the erasure log)."""
+    return hmac.digest(key, value.strip().lower().encode("utf-8"), "sha256").hex()
+
+
 def customer_key(email: str, key: bytes) -> str:
-    """HMAC-SHA256 (hex) of the normalised email: the only way a customer appears in curated tables."""
-    return hmac.digest(key, email.strip().lower().encode("utf-8"), "sha256").hex()
+    """The customer's pseudonym: the keyed hash of the normalised email."""
+    return keyed_hash(email, key)
 
 
 def key_fingerprint(key: bytes) -> str:

@@ -257,7 +257,20 @@ def run(
     consent_scope: str | None = None,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
-    unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting."""
+    unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting. One writer at a
+    time: a run waits for the warehouse's lock."""
+    with wh.lock("stedi-etl run"):
+        return _run(wh, key, engine, progress, full_refresh, consent_scope)
+
+
+def _run(
+    wh: Warehouse,
+    key: bytes,
+    engine: Engine | None,
+    progress: Callable[[str, str], None] | None,
+    full_refresh: bool,
+    consent_scope: str | None,
+) -> RunSummary:
     started = time.perf_counter()
     jobs = load_jobs()
     scope = consent_scope or wh.settings.consent_scope

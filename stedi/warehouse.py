@@ -6,7 +6,7 @@ Layout of the embedded default::
       catalog.db            Iceberg SQL catalog (SQLite) unless a catalog URI is given
       iceberg/stedi/<table>/{data,metadata}/
       landing/<source>/     raw files, byte for byte, as ingested
-      .stedi/               private state (the pseudonym key)
+      .stedi/               private state (the pseudonym key, the writers' lock)
 
 Every table is created from its contract on first use. Reads return lazy Polars frames over the
 current snapshot; writes are staged (data files written) and then committed together, each table
@@ -15,8 +15,12 @@ getting one Iceberg snapshot stamped with the properties given, all or nothing.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -28,8 +32,9 @@ from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table, Transaction
 
 from stedi.config import Settings
-from stedi.contracts import contract
-from stedi.errors import ConfigError
+from stedi.contracts import Contract, contract
+from stedi.errors import ConfigError, StediError
+from stedi.privacy import PERSONAL_COLUMNS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,6 +48,18 @@ TABLE_PROPERTIES = {
     "write.target-file-size-bytes": str(64 * 1024 * 1024),
     "write.parquet.compression-codec": "zstd",
 }
+
+#: How long a command waits for another one writing to the same warehouse, by default.
+LOCK_TIMEOUT_S = 600.0
+
+
+def table_properties(c: Contract) -> dict[str, str]:
+    """The properties a table is created with (and brought up to): physical settings, the contract's
+    own, and no column statistics beyond counts for personal columns, so that no manifest holds an
+    email or a serial number as a lower or upper bound (an erased person would survive there)."""
+    personal = {f"write.metadata.metrics.column.{n}": "counts" for n in c.column_names if n in PERSONAL_COLUMNS}
+    return TABLE_PROPERTIES | personal | dict(c.properties) | {"comment": c.description}
+
 
 # Polars would rather plan Iceberg scans natively; pyiceberg's planner is what we use for writes too.
 warnings.filterwarnings("ignore", message=".*Iceberg scan planning.*")
@@ -114,13 +131,87 @@ class Warehouse:
         """The Iceberg table ``name``, created from its contract if it does not exist yet."""
         if name not in self._tables:
             ident = f"{NAMESPACE}.{name}"
+            c = contract(name)
             try:
-                self._tables[name] = self.catalog.load_table(ident)
+                table = self.catalog.load_table(ident)
             except NoSuchTableError:
-                c = contract(name)
-                props = TABLE_PROPERTIES | dict(c.properties) | {"comment": c.description}
-                self._tables[name] = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=props)
+                table = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=table_properties(c))
+            self._tables[name] = _up_to_contract(table, c)
         return self._tables[name]
+
+    # -- the writers' lock -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, what: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+        """Hold the warehouse's writers' lock: one command that writes (ingest, run, forget) at a time.
+
+        Waits up to ``timeout`` seconds for another holder, then fails with who holds it. The lock
+        is the kernel's (``flock``): a killed process releases it.
+        """
+        path = self.private_dir / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stedi-etl command"
+                        raise StediError(
+                            f"the warehouse {self.root} is busy ({holder}); waited {timeout:.0f}s, try again when it is done"
+                        ) from None
+                    time.sleep(0.1)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    # -- files no table refers to ------------------------------------------------------------------
+    def remove_orphan_copies(self) -> int:
+        """Delete the files of ``landing/`` that ``ingest_manifest`` does not record: copies and
+        temporary files of ingests that never committed (a killed process). Run under :meth:`lock`."""
+        landing = self.root / "landing"
+        if not landing.is_dir():
+            return 0
+        table = self.table("ingest_manifest")
+        recorded: set[str] = set()
+        if table.current_snapshot() is not None:
+            recorded = set(table.scan(selected_fields=("stored_path",)).to_arrow()["stored_path"].to_pylist())
+        deleted = 0
+        for path in landing.rglob("*"):
+            if path.is_file() and path.relative_to(self.root).as_posix() not in recorded:
+                path.unlink()
+                deleted += 1
+        return deleted
+
+    def expire_and_remove_unreferenced(self, name: str) -> int:
+        """Expire every snapshot of table ``name`` but the current one, then delete every file under
+        the table's location that the current snapshot does not use: data files, manifests and
+        metadata files of older versions, and orphans of writes that never committed.
+
+        pyiceberg's expire_snapshots only drops the references; this deletes the files. Run it
+        under :meth:`lock`: a concurrent writer's staged files would look like orphans. Returns the
+        number of files deleted.
+        """
+        table = self.table(name)
+        current = table.current_snapshot()
+        older = [s.snapshot_id for s in table.metadata.snapshots if current is None or s.snapshot_id != current.snapshot_id]
+        if older:
+            table.maintenance.expire_snapshots().by_ids(older).commit()
+        keep = {_local_path(table.metadata_location)}
+        if current is not None:
+            keep.add(_local_path(current.manifest_list))
+            for manifest in current.manifests(table.io):
+                keep.add(_local_path(manifest.manifest_path))
+                keep.update(_local_path(e.data_file.file_path) for e in manifest.fetch_manifest_entry(table.io))
+        deleted = 0
+        for path in Path(_local_path(table.location())).rglob("*"):
+            if path.is_file() and str(path) not in keep:
+                path.unlink()
+                deleted += 1
+        return deleted
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
@@ -187,6 +278,20 @@ class Warehouse:
                 table.overwrite(contract(name).arrow_schema().empty_table())
         elif current is None or current.snapshot_id != snapshot_id:
             table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+
+
+def _up_to_contract(table: Table, c: Contract) -> Table:
+    """Bring a table made by an earlier version up to its contract: add the columns the contract
+    gained (nullable, so existing rows read as NULL) and the properties it lacks."""
+    missing = [n for n in c.column_names if n not in {f.name for f in table.schema().fields}]
+    if missing:
+        with table.update_schema() as update:
+            update.union_by_name(c.iceberg_schema())
+    wanted = {k: v for k, v in table_properties(c).items() if table.properties.get(k) != v}
+    if wanted:
+        with table.transaction() as tx:
+            tx.set_properties(wanted)
+    return table
 
 
 def _local_path(uri: str) -> str:

@@ -108,3 +108,44 @@ def loaded_warehouse(root: Path, source: Path, key: bytes = KEY):
     ingest(wh, source)
     run(wh, key)
     return wh
+
+
+def warehouse_mentions(wh, needles: Iterable[str]) -> list[str]:
+    """Every place in the warehouse that holds one of ``needles`` (any case): raw bytes of every file,
+    the decoded values of every Parquet file, the decoded entries of every Iceberg manifest (column
+    bounds included), and the rows of every table at every snapshot still reachable."""
+    import pyarrow.parquet as pq
+
+    lowered = [n.lower().encode() for n in needles]
+    found: list[str] = []
+
+    def check(where: str, data: bytes) -> None:
+        data = data.lower()
+        found.extend(f"{where}: {n.decode()}" for n in lowered if n in data)
+
+    reachable_avro: set[str] = set()
+    for name in contract_names():
+        table = wh.table(name)
+        for snap in table.metadata.snapshots:
+            reachable_avro.add(snap.manifest_list.removeprefix("file://"))
+            for manifest in snap.manifests(table.io):
+                reachable_avro.add(manifest.manifest_path.removeprefix("file://"))
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
+                    check(f"{name} manifest entry", repr(entry.data_file.__dict__).encode())
+            rows = table.scan(snapshot_id=snap.snapshot_id).to_arrow()
+            check(f"{name} at snapshot {snap.snapshot_id}", json.dumps(rows.to_pylist(), default=str).encode())
+    for path in wh.root.rglob("*"):
+        if not path.is_file():
+            continue
+        check(str(path), path.read_bytes())
+        if path.suffix == ".parquet":
+            check(f"{path} decoded", json.dumps(pq.read_table(path).to_pylist(), default=str).encode())
+        if path.suffix == ".avro":
+            assert str(path) in reachable_avro, f"{path} is a manifest no snapshot uses: its content was not decoded"
+    return found
+
+
+def contract_names() -> list[str]:
+    from stedi.contracts import load_contracts
+
+    return list(load_contracts())
