@@ -188,6 +188,16 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str |
         f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
         f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"
     )
+    _fail_on(summary.violations, "the run committed its tables, then its audit found")
+
+
+def _fail_on(violations: list, what: str) -> None:
+    """Print the audit's violations on stderr and exit 1, if there are any."""
+    if violations:
+        err = _console(stderr=True)
+        for v in violations:
+            err.print(f"  - {v}", soft_wrap=True)
+        raise click.ClickException(f"{what} {len(violations)} privacy violation(s), listed above")
 
 
 def _is_terminal() -> bool:
@@ -287,6 +297,33 @@ def tables(obj: _Context, fmt: str) -> None:
         ("table", "zone", "rows", "last update"),
         [(i.name, i.zone, i.rows, f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never") for i in infos],
     )
+
+
+@cli.command()
+@click.pass_obj
+@_fail_cleanly
+def audit(obj: _Context) -> None:
+    """Check the warehouse against the privacy rules; exit 1 with the list of violations.
+
+    \b
+    Checks:
+      - no customer without research consent (never given, withdrawn) or erased by forget,
+        nor their device, in a trusted or curated table
+      - no identifying column or email-shaped value in a curated table
+      - every machine_learning_curated row pairs one customer's own readings
+      - under since-consent, no reading taken before the customer's consent
+      - every raw file of the landing area is in the manifest, present, of the recorded size
+    Every run ends with the same audit.
+
+    \b
+    Example:
+      stedi-etl audit
+    """
+    from stedi.audit import audit as run_audit
+
+    found = run_audit(obj.warehouse, obj.key())
+    _fail_on(found, "the audit found")
+    _console().print("audit passed: no privacy violation found")
 
 
 @cli.command()

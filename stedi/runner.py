@@ -215,6 +215,7 @@ class RunSummary:
     consent_scope: str = DEFAULT_PARAMS["consent_scope"]
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
+    violations: list = field(default_factory=list)  # of stedi.audit.Violation, found after the run
 
     @property
     def out_of_scope(self) -> int:
@@ -255,12 +256,14 @@ def run(
     progress: Callable[[str, str], None] | None = None,
     full_refresh: bool = False,
     consent_scope: str | None = None,
+    audit: bool = True,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
     unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting. One writer at a
-    time: a run waits for the warehouse's lock."""
+    time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`;
+    what it finds is in ``violations`` of the summary."""
     with wh.lock("stedi-etl run"):
-        return _run(wh, key, engine, progress, full_refresh, consent_scope)
+        return _run(wh, key, engine, progress, full_refresh, consent_scope, audit)
 
 
 def _run(
@@ -270,6 +273,7 @@ def _run(
     progress: Callable[[str, str], None] | None,
     full_refresh: bool,
     consent_scope: str | None,
+    audit: bool,
 ) -> RunSummary:
     started = time.perf_counter()
     jobs = load_jobs()
@@ -288,6 +292,10 @@ def _run(
             results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside)
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])
+    if audit:
+        from stedi.audit import audit_unless_unchanged
+
+        summary.violations = audit_unless_unchanged(wh, key)
     summary.seconds = time.perf_counter() - started
     return summary
 

@@ -131,7 +131,12 @@ def warehouse_mentions(wh, needles: Iterable[str]) -> list[str]:
             for manifest in snap.manifests(table.io):
                 reachable_avro.add(manifest.manifest_path.removeprefix("file://"))
                 for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=False):
-                    check(f"{name} manifest entry", repr(entry.data_file.__dict__).encode())
+                    f = entry.data_file
+                    check(f"{name} manifest entry", f.file_path.encode())
+                    for bound in [*(f.lower_bounds or {}).values(), *(f.upper_bounds or {}).values()]:
+                        # a string bound is truncated (16 characters by default): a prefix gives them away
+                        if len(bound) >= 8 and any(n.startswith(bound.lower()) or n in bound.lower() for n in lowered):
+                            found.append(f"{name} manifest bound: {bound!r}")
             rows = table.scan(snapshot_id=snap.snapshot_id).to_arrow()
             check(f"{name} at snapshot {snap.snapshot_id}", json.dumps(rows.to_pylist(), default=str).encode())
     for path in wh.root.rglob("*"):

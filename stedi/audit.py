@@ -1,0 +1,205 @@
+"""The audit: checks the live warehouse against the privacy rules and lists every violation.
+
+It recomputes who may appear from ``customer_landing`` with the rules of :mod:`stedi.privacy` (the
+latest record of each customer, consent set on it) and the suppression list, then checks:
+
+* no non-consenting, withdrawn or erased customer (or their device) in a trusted or curated table;
+* no identifying column, and no email-shaped value, in a curated table;
+* every ``machine_learning_curated`` row pairs readings of one customer: a trusted accelerometer
+  reading of that customer and a trusted step trainer reading of that customer's device, at the
+  same time, with the same values;
+* under the ``since-consent`` scope (as stamped by the run that wrote each table), no reading taken
+  before the customer's consent;
+* every raw file in the landing area is in the manifest, is there, and has the recorded size.
+
+Violations name tables, counts and keyed hashes, never an email.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import narwhals as nw
+import polars as pl
+
+from stedi import privacy
+from stedi.contracts import load_contracts
+from stedi.warehouse import Warehouse
+
+CURATED = ("customers_curated", "machine_learning_curated")
+_EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    table: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.table}: {self.check}: {self.detail}"
+
+
+def audit(wh: Warehouse, key: bytes) -> list[Violation]:
+    """Every violation of the privacy rules in the warehouse as it is now (empty: all is well)."""
+    found: list[Violation] = []
+    people = _people(wh, key)
+    suppressed = _suppressed(wh)
+    tables = {name: wh.scan(name) for name in (*CURATED, "customer_trusted", "accelerometer_trusted", "step_trainer_trusted")}
+
+    def report(check: str, table: str, frame: pl.LazyFrame, what: str) -> None:
+        rows = frame.select(pl.len()).collect().item()
+        if rows:
+            found.append(Violation(check, table, f"{rows} {what}"))
+
+    allowed = people.filter("consenting")
+    erased_keys = list(suppressed.get("email", ()))
+    # who may appear: by email, by device, by key
+    for table, column, by in (
+        ("customer_trusted", "email", "email"),
+        ("accelerometer_trusted", "user", "email"),
+        ("step_trainer_trusted", "serialNumber", "serial"),
+        ("customers_curated", "customer_key", "customer_key"),
+        ("machine_learning_curated", "customer_key", "customer_key"),
+    ):
+        rows = tables[table]
+        report(
+            "customer without research consent",
+            table,
+            rows.join(allowed.select(pl.col(by).alias(column)), on=column, how="anti"),
+            "row(s) of customers whose latest record does not consent (or who are unknown)",
+        )
+        if by == "customer_key":
+            report("erased customer", table, rows.filter(pl.col(column).is_in(erased_keys)), "row(s) of people erased by forget")
+    # erased people and devices, by the keyed hash of each distinct value
+    for table, column, kind in (
+        ("customer_trusted", "email", "email"),
+        ("accelerometer_trusted", "user", "email"),
+        ("step_trainer_trusted", "serialNumber", "serialNumber"),
+        ("customers_curated", "serialNumber", "serialNumber"),
+    ):
+        if suppressed.get(kind):
+            values = tables[table].select(column).unique().collect()[column].drop_nulls().to_list()
+            hit = [v for v in values if privacy.keyed_hash(v, key) in suppressed[kind]]
+            if hit:
+                found.append(Violation(f"erased {'customer' if kind == 'email' else 'device'}", table, f"{len(hit)} of them, erased by forget"))
+    history = wh.scan("customer_consent_history")
+    report("erased customer", "customer_consent_history", history.filter(pl.col("customer_key").is_in(erased_keys)), "row(s) of people erased by forget")
+
+    # no identifier in curated tables, by column and by value
+    for table in CURATED:
+        columns = set(wh.table(table).schema().column_names)
+        for column in sorted(columns & privacy.DIRECT_IDENTIFIERS):
+            found.append(Violation("identifying column", table, f"column {column!r} identifies a person"))
+        for column, dtype in tables[table].collect_schema().items():
+            if dtype == pl.String:
+                report("identifying value", table, tables[table].filter(pl.col(column).str.contains(_EMAIL_SHAPE)), f"email-shaped value(s) in {column!r}")
+
+    # machine_learning_curated pairs one customer's own readings
+    ml = tables["machine_learning_curated"]
+    phone = tables["accelerometer_trusted"].join(people.select(pl.col("email").alias("user"), "customer_key"), on="user")
+    device = tables["step_trainer_trusted"].join(allowed.select(pl.col("serial").alias("serialNumber"), "customer_key"), on="serialNumber")
+    unpaired_phone = ml.join(phone, on=["customer_key", "timestamp", "x", "y", "z"], how="anti")
+    unpaired_device = ml.join(
+        device.rename({"sensorReadingTime": "timestamp"}), on=["customer_key", "timestamp", "distanceFromObject"], how="anti"
+    )
+    report("row pairing two customers", "machine_learning_curated", unpaired_phone, "row(s) whose accelerometer reading is not this customer's")
+    report("row pairing two customers", "machine_learning_curated", unpaired_device, "row(s) whose step trainer reading is not this customer's device's")
+
+    # readings before consent, where the run that wrote the table used since-consent
+    consent_by = {
+        "accelerometer_trusted": (phone.join(allowed.select("customer_key", "consent_at"), on="customer_key"), "timestamp"),
+        "step_trainer_trusted": (device.join(allowed.select("customer_key", "consent_at"), on="customer_key"), "sensorReadingTime"),
+        "machine_learning_curated": (ml.join(allowed.select("customer_key", "consent_at"), on="customer_key"), "timestamp"),
+    }
+    for table, (rows, taken_at) in consent_by.items():
+        if _stamped(wh, table, "stedi.consent-scope") == "since-consent":
+            report("reading before consent", table, rows.filter(pl.col(taken_at) < pl.col("consent_at")), "reading(s) taken before the customer consented (since-consent)")
+
+    found.extend(audit_files(wh))
+    return found
+
+
+def audit_files(wh: Warehouse) -> list[Violation]:
+    """Raw files of the landing area against the manifest: none unrecorded, none missing, none resized."""
+    found: list[Violation] = []
+    manifest = wh.scan("ingest_manifest").select("stored_path", "size_bytes", "stored_size").collect()
+    expected = {p: (stored if stored is not None else size) for p, size, stored in manifest.iter_rows()}
+    on_disk = {p.relative_to(wh.root).as_posix(): p for p in _landing_files(wh.root)}
+    for rel in sorted(set(on_disk) - set(expected)):
+        found.append(Violation("raw file not in the manifest", "ingest_manifest", rel))
+    for rel, size in sorted(expected.items()):
+        if rel not in on_disk:
+            found.append(Violation("raw file missing", "ingest_manifest", rel))
+        elif on_disk[rel].stat().st_size != size:
+            found.append(Violation("raw file changed since it was recorded", "ingest_manifest", rel))
+    return found
+
+
+def state_digest(wh: Warehouse, key: bytes) -> str:
+    """What an audit depends on: every table's current snapshot, the raw files, the key and the
+    audit's own code. Equal digests, equal audit results."""
+    parts = [privacy.key_fingerprint(key), _code_digest()]
+    parts += [f"{name}@{wh.info(name).snapshot_id}" for name in sorted(load_contracts())]
+    parts += [f"{p}:{p.stat().st_size}" for p in sorted(_landing_files(wh.root))]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def _code_digest() -> str:
+    digest = hashlib.sha256()
+    for module in (__file__, privacy.__file__):
+        digest.update(Path(module).read_bytes())
+    return digest.hexdigest()
+
+
+def _landing_files(root: Path) -> list[Path]:
+    landing = root / "landing"
+    return [p for p in landing.rglob("*") if p.is_file()] if landing.is_dir() else []
+
+
+def _people(wh: Warehouse, key: bytes) -> pl.LazyFrame:
+    """Every customer as of their latest record: email, serial, customer_key, consenting, consent_at."""
+    records = nw.from_native(wh.scan("customer_landing")).with_columns(email=privacy.normalise_email("email"))
+    latest = records.unique(subset=["email"], keep="last", order_by=list(privacy.RECORD_ORDER))
+    native = latest.select(
+        "email",
+        nw.col("serialNumber").alias("serial"),
+        privacy.has_research_consent().alias("consenting"),
+        nw.col("shareWithResearchAsOfDate").alias("consent_at"),
+    ).to_native()
+    frame = native.collect()
+    keys = privacy.pseudonyms(frame["email"], key)
+    return frame.join(keys, on="email", how="left").lazy()
+
+
+def _suppressed(wh: Warehouse) -> dict[str, set[str]]:
+    rows = wh.scan("suppression_list").select("kind", "key_hash").collect()
+    out: dict[str, set[str]] = {}
+    for kind, h in rows.iter_rows():
+        out.setdefault(kind, set()).add(h)
+    return out
+
+
+def _stamped(wh: Warehouse, table: str, prop: str) -> str | None:
+    snap = wh.table(table).current_snapshot()
+    return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
+
+
+
+
+def audit_unless_unchanged(wh: Warehouse, key: bytes) -> list[Violation]:
+    """:func:`audit`, skipped when nothing it depends on changed since an audit that passed (so a
+    run with nothing new stays cheap). Only a passing audit is remembered."""
+    marker = wh.private_dir / "audit-passed"
+    digest = state_digest(wh, key)
+    try:
+        if marker.read_text() == digest:
+            return []
+    except FileNotFoundError:
+        pass
+    found = audit(wh, key)
+    if not found:
+        marker.write_text(digest)
+    return found

@@ -1,0 +1,140 @@
+"""The audit finds every kind of privacy violation it names, and a run fails on them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+from pyiceberg.types import StringType
+
+from stedi.audit import audit
+from stedi.cli import cli
+from stedi.config import Settings
+from stedi.contracts import contract
+from stedi.erasure import forget
+from stedi.ingest import ingest
+from stedi.privacy import customer_key
+from stedi.runner import run
+from stedi.warehouse import Change, Warehouse
+from tests.factories import KEY, T0, customer, reading, step, write_landing
+
+ANN = customer("Ann A", shareWithResearchAsOfDate=T0 + 10)
+BOB = customer("Bob B")
+CY = customer("Cy C", shareWithResearchAsOfDate=None)
+
+
+@pytest.fixture
+def wh(tmp_path):
+    people = (ANN, BOB, CY)
+    readings = [reading(c["email"], T0 + i, x=float(n)) for n, c in enumerate(people) for i in (0, 20)]
+    steps = [step(c["serialNumber"], T0 + i, distanceFromObject=100 * n) for n, c in enumerate(people) for i in (0, 20)]
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "src", people, readings, steps), KEY)
+    summary = run(wh, KEY)
+    assert summary.violations == []
+    return wh
+
+
+def _append(wh, table, rows, **props):
+    wh.commit_staged([wh.stage(Change(table, pa.Table.from_pylist(rows, schema=contract(table).arrow_schema()), "append", props))])
+
+
+def _ml_row(who, **overrides):
+    return {"customer_key": customer_key(who["email"], KEY), "timestamp": T0, "distanceFromObject": 0, "x": 0.0, "y": 0.0, "z": -1.0} | overrides
+
+
+def _add_column(wh, table, name):
+    with wh.table(table).update_schema() as update:
+        update.add_column(name, StringType())
+
+
+def _stray_file(wh):
+    (wh.root / "landing" / "customer" / "dropped-in.json").write_text("{}\n")
+
+
+def _shrink_a_raw_file(wh):
+    path = next((wh.root / "landing" / "accelerometer").iterdir())
+    path.write_bytes(path.read_bytes()[:-5])
+
+
+def _erase_then_restore(wh):
+    row = wh.scan("customer_trusted").collect().filter(email=BOB["email"].lower()).to_arrow()
+    forget(wh, KEY, [BOB["email"]])
+    _append(wh, "customer_trusted", row.to_pylist())
+
+
+CASES = [
+    pytest.param(
+        lambda wh: _append(wh, "customer_trusted", [CY | {"email": CY["email"].lower(), "birthDay": None, "shareWithResearchAsOfDate": T0}]),
+        "customer_trusted: customer without research consent",
+        id="non-consenting customer in customer_trusted",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "accelerometer_trusted", [reading(CY["email"].lower())]),
+        "accelerometer_trusted: customer without research consent",
+        id="non-consenting readings in accelerometer_trusted",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "step_trainer_trusted", [step(CY["serialNumber"])]),
+        "step_trainer_trusted: customer without research consent",
+        id="a non-consenting customer's device in step_trainer_trusted",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "machine_learning_curated", [_ml_row(CY)]),
+        "machine_learning_curated: customer without research consent",
+        id="non-consenting customer in machine_learning_curated",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "machine_learning_curated", [_ml_row(BOB, x=0.0, distanceFromObject=100)]),
+        "machine_learning_curated: row pairing two customers",
+        id="a training row pairing Bob's device with Ann's phone",
+    ),
+    pytest.param(
+        lambda wh: _add_column(wh, "customers_curated", "email"),
+        "customers_curated: identifying column",
+        id="an email column in customers_curated",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "customers_curated", [{"customer_key": "x", "serialNumber": "ann@test.com", "registrationDate": 1,
+                                                       "lastUpdateDate": 1, "shareWithResearchAsOfDate": 1,
+                                                       "accelerometer_readings": 1, "first_reading_at": 1, "last_reading_at": 1}]),
+        "customers_curated: identifying value",
+        id="an email-shaped value in customers_curated",
+    ),
+    pytest.param(
+        lambda wh: _append(wh, "accelerometer_trusted", [reading(ANN["email"].lower(), T0 + 1)], **{"stedi.consent-scope": "since-consent"}),
+        "accelerometer_trusted: reading before consent",
+        id="a reading before consent under since-consent",
+    ),
+    pytest.param(_stray_file, "ingest_manifest: raw file not in the manifest", id="a raw file not in the manifest"),
+    pytest.param(_shrink_a_raw_file, "ingest_manifest: raw file changed since it was recorded", id="a raw file changed"),
+    pytest.param(_erase_then_restore, "customer_trusted: erased customer", id="an erased customer back in customer_trusted"),
+]
+
+
+@pytest.mark.parametrize(("tamper", "expected"), CASES)
+def test_the_audit_finds_each_violation(wh, tamper, expected):
+    tamper(wh)
+    found = [str(v) for v in audit(wh, KEY)]
+    assert any(v.startswith(expected) for v in found), found
+    assert not any(ANN["email"].lower() in v or BOB["email"].lower() in v for v in found)  # never an email
+
+
+def test_a_reading_before_consent_is_fine_under_all_history(wh):
+    _append(wh, "accelerometer_trusted", [reading(ANN["email"].lower(), T0 + 1)], **{"stedi.consent-scope": "all-history"})
+    assert audit(wh, KEY) == []
+
+
+def test_the_audit_command_and_the_run_fail_on_a_violation(wh):
+    runner = CliRunner()
+    args = ["--warehouse", str(wh.root)]
+    ok = runner.invoke(cli, [*args, "audit"], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
+    assert ok.exit_code == 0 and "audit passed" in ok.output
+    _stray_file(wh)
+    bad = runner.invoke(cli, [*args, "audit"], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
+    assert bad.exit_code == 1
+    assert "raw file not in the manifest: landing/customer/dropped-in.json" in bad.output
+    assert "the audit found 1 privacy violation(s)" in bad.output
+    ran = runner.invoke(cli, [*args, "run"], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
+    assert ran.exit_code == 1
+    assert "the run committed its tables, then its audit found 1 privacy violation(s)" in ran.output
