@@ -204,3 +204,20 @@ def test_withdrawing_then_giving_consent_again_reaches_every_table(tmp_path, sco
     kept = tables["accelerometer_trusted"].filter(user=ann["email"].lower())["timestamp"].sort().to_list()
     assert kept == [T0 + DAY * d for d in (range(4) if scope == "all-history" else (2, 3))]
     _assert_same_tables(tables, _rebuilt(tmp_path, first, withdraw, again, scope=scope))
+
+
+def test_each_run_stamps_its_id_so_the_consent_state_it_used_can_be_found(tmp_path):
+    ann = customer("Ann A")
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "b1", [ann], name="b1"))
+    first = run(wh, KEY)
+    ingest(wh, write_landing(tmp_path / "b2", [ann | {"lastUpdateDate": T0 + 1, "shareWithResearchAsOfDate": None}], name="b2"))
+    second = run(wh, KEY)
+    history = wh.table("customer_consent_history")
+    by_run = {s.summary.additional_properties.get("stedi.run-id"): s.snapshot_id for s in history.metadata.snapshots}
+    used_by_first = history.scan(snapshot_id=by_run[first.run_id]).to_arrow().to_pylist()
+    used_by_second = history.scan(snapshot_id=by_run[second.run_id]).to_arrow().to_pylist()
+    assert [(r["change"], r["is_current"]) for r in used_by_first] == [("given", True)]
+    assert sorted((r["change"], r["is_current"]) for r in used_by_second) == [("given", False), ("withdrawn", True)]
+    trusted = wh.table("customer_trusted").current_snapshot().summary.additional_properties
+    assert trusted["stedi.run-id"] == second.run_id and trusted["stedi.consent-scope"] == "all-history"

@@ -18,8 +18,8 @@ from stedi.generate import generate
 from stedi.ingest import ingest
 from stedi.privacy import customer_key, keyed_hash
 from stedi.runner import load_jobs, run
-from stedi.warehouse import Warehouse
-from tests.factories import KEY, customer, reading, step, warehouse_mentions, write_landing
+from stedi.warehouse import Change, Warehouse
+from tests.factories import KEY, contract_names, customer, reading, step, warehouse_mentions, write_landing
 
 JOB_TABLES = [job.output for job in load_jobs()]
 LANDING = ("customer_landing", "accelerometer_landing", "step_trainer_landing")
@@ -209,3 +209,18 @@ def test_forget_from_the_command_line(tmp_path):
     remaining = runner.invoke(cli, [*wh, "sql", "--format", "json", "SELECT count(*) AS n FROM customer_landing"])
     assert json.loads(remaining.output) == [{"n": 0}]
     assert contract("erasure_log")  # and the log is a table like any other
+
+
+def test_forget_deletes_orphans_of_writes_that_never_committed(world):
+    wh, src, extra, email, serial = world
+    import pyarrow as pa
+
+    rows = wh.scan("customer_trusted").collect().filter(email=email).to_arrow()
+    staged = wh.stage(Change("customer_trusted", pa.Table.from_pylist(rows.to_pylist()), "append"))  # a crash before commit
+    orphans = [p for p in (wh.root / "iceberg").rglob("*.parquet") if str(p) not in {f for n in contract_names() for f in wh.data_files(n)}]
+    assert orphans and staged  # the staged file holds the person, and no table refers to it
+    (wh.root / "landing" / "customer" / ".left-by-a-killed-ingest.tmp").write_text(f'{{"email": "{email}"}}\n')
+    forget(wh, KEY, [email])
+    assert not any(p.exists() for p in orphans)
+    assert not (wh.root / "landing" / "customer" / ".left-by-a-killed-ingest.tmp").exists()
+    assert warehouse_mentions(wh, [email, serial]) == []

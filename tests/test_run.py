@@ -137,3 +137,16 @@ def test_full_refresh_rebuilds_every_table_to_the_same_rows(wh):
     assert all(after[t] != before[t] for t in TABLES)
     assert {t: wh.info(t).rows for t in TABLES} == counts
     assert not run(wh, KEY).changed
+
+
+def test_a_second_writer_waits_for_the_lock_then_says_who_holds_it(tmp_path):
+    from stedi.errors import StediError
+
+    first = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    second = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    with first.lock("stedi-etl run"):
+        with pytest.raises(StediError, match=r"is busy \(stedi-etl run, pid \d+\); waited 0s"):
+            with second.lock("stedi-etl ingest", timeout=0.3):
+                pass
+    with second.lock("stedi-etl ingest", timeout=0.3):  # free again once the first is done
+        pass
