@@ -171,11 +171,15 @@ def run(obj: _Context, full_refresh: bool, consent_scope: str | None) -> None:
 
 
 def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str | None = None) -> None:
+    from stedi.errors import AuditError
     from stedi.runner import load_jobs
     from stedi.runner import run as run_jobs
 
-    with _progress(total=len(load_jobs())) as notify:
-        summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh, consent_scope=consent_scope)
+    try:
+        with _progress(total=len(load_jobs())) as notify:
+            summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh, consent_scope=consent_scope)
+    except AuditError as err:
+        _fail_on(err.violations, str(err))
     _print_table(
         f"run {summary.run_id}",
         ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"),
@@ -188,16 +192,15 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str |
         f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
         f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"
     )
-    _fail_on(summary.violations, "the run committed its tables, then its audit found")
 
 
-def _fail_on(violations: list, what: str) -> None:
-    """Print the audit's violations on stderr and exit 1, if there are any."""
+def _fail_on(violations: list, message: str) -> None:
+    """Print the audit's violations on stderr and exit 1 with ``message``, if there are any."""
     if violations:
         err = _console(stderr=True)
         for v in violations:
             err.print(f"  - {v}", soft_wrap=True)
-        raise click.ClickException(f"{what} {len(violations)} privacy violation(s), listed above")
+        raise click.ClickException(f"{message}; listed above")
 
 
 def _is_terminal() -> bool:
@@ -322,7 +325,7 @@ def audit(obj: _Context) -> None:
     from stedi.audit import audit as run_audit
 
     found = run_audit(obj.warehouse, obj.key())
-    _fail_on(found, "the audit found")
+    _fail_on(found, f"the audit found {len(found)} privacy violation(s)")
     _console().print("audit passed: no privacy violation found")
 
 

@@ -23,3 +23,11 @@ class QueryError(StediError):
 
 class JobError(StediError):
     """A pipeline job failed; no table was changed by the run."""
+
+
+class AuditError(StediError):
+    """The privacy audit found violations; ``violations`` lists them."""
+
+    def __init__(self, message: str, violations: list):
+        super().__init__(message)
+        self.violations = violations

@@ -6,6 +6,7 @@ Every job calls these; none retypes a consent filter or an email normalisation.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hmac
 import secrets
 from pathlib import Path
@@ -92,6 +93,7 @@ def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
     return key
 
 
+@functools.lru_cache(maxsize=1 << 18)  # a run and its audit hash the same customers: once is enough
 def keyed_hash(value: str, key: bytes) -> str:
     """HMAC-SHA256 (hex) of ``value`` trimmed and lower-cased: the only form in which an identifier
     is kept where it must not be readable (curated tables, the suppression list, the erasure log)."""

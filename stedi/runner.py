@@ -29,7 +29,7 @@ import narwhals as nw
 import pipelines
 from stedi import privacy
 from stedi.contracts import Contract, contract, contract_digest
-from stedi.errors import JobError, StediError
+from stedi.errors import AuditError, JobError, StediError
 from stedi.warehouse import Change, Staged, Warehouse
 
 if TYPE_CHECKING:
@@ -215,7 +215,6 @@ class RunSummary:
     consent_scope: str = DEFAULT_PARAMS["consent_scope"]
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
-    violations: list = field(default_factory=list)  # of stedi.audit.Violation, found after the run
 
     @property
     def out_of_scope(self) -> int:
@@ -260,8 +259,9 @@ def run(
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
     unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting. One writer at a
-    time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`;
-    what it finds is in ``violations`` of the summary."""
+    time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`,
+    over what it is about to commit: a violation raises :class:`~stedi.errors.AuditError` and
+    nothing is committed."""
     with wh.lock("stedi-etl run"):
         return _run(wh, key, engine, progress, full_refresh, consent_scope, audit)
 
@@ -284,7 +284,9 @@ def _run(
     stale = [j for j in jobs if full_refresh or _stored(wh, j.output, "stedi.fingerprint") != prints[j.output]]
     notify = progress or (lambda job, state: None)
 
-    results = _run_stale(wh, stale, key, engine or PolarsEngine(), prints, params, summary.run_id, notify) if stale else {}
+    results = (
+        _run_stale(wh, stale, key, engine or PolarsEngine(), prints, params, summary.run_id, notify, audit) if stale else {}
+    )
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
@@ -293,9 +295,14 @@ def _run(
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])
     if audit:
-        from stedi.audit import audit_unless_unchanged
+        from stedi.audit import audit_unless_unchanged, remember_passed
 
-        summary.violations = audit_unless_unchanged(wh, key)
+        if stale:  # audited before its commit, in _run_stale
+            remember_passed(wh, key)
+        else:
+            found = audit_unless_unchanged(wh, key)
+            if found:
+                raise AuditError(f"the audit found {len(found)} privacy violation(s); the run changed no table", found)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -309,8 +316,10 @@ def _run_stale(
     params: Mapping[str, str],
     run_id: str,
     notify: Callable[[str, str], None],
+    audit: bool,
 ) -> dict[str, JobResult]:
-    """Evaluate the stale jobs; write each output's files while the next job computes; commit all."""
+    """Evaluate the stale jobs; write each output's files while the next job computes; audit what is
+    about to be published while the last files are written; commit all, unless the audit objects."""
     import polars as pl
 
     results: dict[str, JobResult] = {}
@@ -320,6 +329,7 @@ def _run_stale(
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
     staged: list[Future[Staged]] = []
     out_of_scope: dict[str, int] = {}
+    outputs: dict[str, pl.LazyFrame] = {}
 
     def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
         good, bad = split_invalid(frame.collect(), job.contract)
@@ -344,7 +354,8 @@ def _run_stale(
         )
         clock[0] = now
         notify(job.name, "done")
-        return good.lazy()
+        outputs[job.output] = good.lazy()
+        return outputs[job.output]
 
     for job in stale:
         notify(job.name, "queued")
@@ -367,6 +378,14 @@ def _run_stale(
                     quarantined_at=pl.lit(datetime.now(UTC)),
                 )
                 staged.append(writer.submit(wh.stage, Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id})))
+            if audit:
+                from stedi.audit import audit as audit_tables
+
+                found = audit_tables(wh, key, pending=outputs, consent_scope=params["consent_scope"])
+                if found:
+                    raise AuditError(
+                        f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found
+                    )
             ready = [f.result() for f in staged]
         wh.commit_staged(ready)
     except StediError:

@@ -12,6 +12,7 @@ from stedi.cli import cli
 from stedi.config import Settings
 from stedi.contracts import contract
 from stedi.erasure import forget
+from stedi.errors import AuditError
 from stedi.ingest import ingest
 from stedi.privacy import customer_key
 from stedi.runner import run
@@ -30,8 +31,7 @@ def wh(tmp_path):
     steps = [step(c["serialNumber"], T0 + i, distanceFromObject=100 * n) for n, c in enumerate(people) for i in (0, 20)]
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     ingest(wh, write_landing(tmp_path / "src", people, readings, steps), KEY)
-    summary = run(wh, KEY)
-    assert summary.violations == []
+    run(wh, KEY)  # raises if its audit finds anything
     return wh
 
 
@@ -137,4 +137,20 @@ def test_the_audit_command_and_the_run_fail_on_a_violation(wh):
     assert "the audit found 1 privacy violation(s)" in bad.output
     ran = runner.invoke(cli, [*args, "run"], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
     assert ran.exit_code == 1
-    assert "the run committed its tables, then its audit found 1 privacy violation(s)" in ran.output
+    assert "the audit found 1 privacy violation(s); the run changed no table; listed above" in ran.output
+
+
+def test_a_run_whose_output_breaks_a_rule_commits_nothing(wh, monkeypatch):
+    import narwhals as nw
+
+    import pipelines.accelerometer_landing_to_trusted as job
+
+    def everyone(frame, customer_trusted, *, email_column):  # the consent filter, forgotten
+        return frame.with_columns(shareWithResearchAsOfDate=nw.lit(0))
+
+    monkeypatch.setattr(job, "only_consenting", everyone)
+    before = {name: wh.info(name).snapshot_id for name in ("customer_trusted", "accelerometer_trusted", "customers_curated")}
+    with pytest.raises(AuditError, match="nothing was committed") as err:
+        run(wh, KEY, full_refresh=True)
+    assert any(str(v).startswith("accelerometer_trusted: customer without research consent") for v in err.value.violations)
+    assert {name: wh.info(name).snapshot_id for name in before} == before

@@ -78,7 +78,7 @@ class Lifecycle(RuleBasedStateMachine):
         summary = ingest(self.wh, src, KEY)
         if summary.ingested:
             self.batches.append(batch)
-        assert run(self.wh, KEY).violations == []
+        run(self.wh, KEY)  # raises if its audit finds anything
         self.forgot_last = False
 
     def _readings(self, data, person, n):

@@ -144,9 +144,8 @@ def test_a_second_writer_waits_for_the_lock_then_says_who_holds_it(tmp_path):
 
     first = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     second = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
-    with first.lock("stedi-etl run"):
-        with pytest.raises(StediError, match=r"is busy \(stedi-etl run, pid \d+\); waited 0s"):
-            with second.lock("stedi-etl ingest", timeout=0.3):
-                pass
+    busy = pytest.raises(StediError, match=r"is busy \(stedi-etl run, pid \d+\); waited 0s")
+    with first.lock("stedi-etl run"), busy, second.lock("stedi-etl ingest", timeout=0.3):
+        pass
     with second.lock("stedi-etl ingest", timeout=0.3):  # free again once the first is done
         pass
