@@ -169,10 +169,12 @@ def evaluate(
         native = engine.materialize(result)
         if privacy.IN_SCOPE in result.collect_schema():
             frame = nw.from_native(native)
+            outside = int(frame.filter(~nw.col(privacy.IN_SCOPE)).select(nw.len()).collect().item())
             if out_of_scope is not None:
-                outside = frame.filter(~nw.col(privacy.IN_SCOPE)).select(nw.len()).collect()
-                out_of_scope[job.output] = int(outside.item())
-            native = engine.materialize(frame.filter(nw.col(privacy.IN_SCOPE)).drop(privacy.IN_SCOPE))
+                out_of_scope[job.output] = outside
+            # nothing outside (all-history, always): dropping the column is free, filtering copies every row
+            kept = (frame.filter(nw.col(privacy.IN_SCOPE)) if outside else frame).drop(privacy.IN_SCOPE)
+            native = engine.materialize(kept) if outside else kept.to_native()
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
 
