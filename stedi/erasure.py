@@ -39,9 +39,10 @@ from stedi.contracts import contract, load_contracts
 from stedi.errors import StediError
 from stedi.warehouse import Change, Staged, Warehouse
 
-# Deliberately plain: one @, no spaces, a dot in the domain. Not a validator of RFC 5322, a guard
-# against passing a name or a typo where an email is expected.
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Deliberately plain: one @, a dot in the domain, no spaces, quotes, brackets or separators. Not a
+# validator of RFC 5322: a guard against passing a name, a list or a quoted CSV field as an email.
+_NOT_IN_EMAIL = r"@\s\"<>(),;:\[\]"  # an apostrophe is fine: o'neil@example.com
+_EMAIL = re.compile(rf"[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+\.[^{_NOT_IN_EMAIL}]+")
 
 # Where a person appears, by table: the column, and whether it holds an email (else a serial number,
 # else a customer_key).

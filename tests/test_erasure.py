@@ -181,7 +181,7 @@ def test_a_serial_number_shared_with_another_customer_is_kept_and_reported(tmp_p
     assert "step_trainer_landing" not in person.rows_removed
 
 
-@pytest.mark.parametrize("bad", ["not-an-email", "ann@", "two words@test.com", ""])
+@pytest.mark.parametrize("bad", ["not-an-email", "ann@", "two words@test.com", "", '"ann@test.com"', "ann@test.com,bob@test.com"])
 def test_a_malformed_email_is_an_error_and_changes_nothing(tmp_path, bad):
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     with pytest.raises(ErasureError):
