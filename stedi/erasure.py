@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
@@ -37,7 +35,7 @@ from pyiceberg.expressions import In
 from stedi import privacy
 from stedi.contracts import contract, load_contracts
 from stedi.errors import StediError
-from stedi.warehouse import Change, Staged, Warehouse
+from stedi.warehouse import Change, Staged, Warehouse, write_durably
 
 # Deliberately plain: one @, a dot in the domain, no spaces, quotes, brackets or separators. Not a
 # validator of RFC 5322: a guard against passing a name, a list or a quoted CSV field as an email.
@@ -258,22 +256,9 @@ def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[s
                 content[n - 1] = b""
                 blanked += 1
         data = b"\n".join(content)
-        replace_file(path, data)
+        write_durably(path, data)
         rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), blanked)
     return rewritten
-
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: a new file beside it, flushed to disk, renamed over it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], now: datetime) -> pa.Table:

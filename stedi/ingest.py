@@ -29,7 +29,7 @@ import pyarrow.json as pajson
 from stedi import privacy
 from stedi.contracts import Contract, contract
 from stedi.errors import SourceError
-from stedi.warehouse import Change, Staged, Warehouse
+from stedi.warehouse import Change, Staged, Warehouse, write_durably
 
 #: Source name -> landing table.
 SOURCES = {
@@ -331,13 +331,11 @@ class Suppression:
 
 def _blank(stored: Path, data: bytes, numbers: list[int]) -> tuple[str, int]:
     """Blank lines of the stored copy (line numbers of everyone else are kept); its new hash and size."""
-    from stedi.erasure import replace_file
-
     lines = data.split(b"\n")
     for n in numbers:
         lines[n - 1] = b""
     new = b"\n".join(lines)
-    replace_file(stored, new)
+    write_durably(stored, new)
     return hashlib.sha256(new).hexdigest(), len(new)
 
 

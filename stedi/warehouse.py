@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import time
+import uuid
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -48,6 +50,9 @@ TABLE_PROPERTIES = {
     "write.target-file-size-bytes": str(64 * 1024 * 1024),
     "write.parquet.compression-codec": "zstd",
 }
+
+#: Snapshots to go back to, written before a multi-table commit and removed after it.
+JOURNAL = "commit-journal.json"
 
 #: How long a command waits for another one writing to the same warehouse, by default.
 LOCK_TIMEOUT_S = 600.0
@@ -164,6 +169,7 @@ class Warehouse:
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
+            self.recover()
             yield
         finally:
             os.close(fd)  # releases the lock
@@ -257,8 +263,16 @@ class Warehouse:
 
     def commit_staged(self, staged: list[Staged]) -> None:
         """Commit staged changes in order, all or nothing: if one fails, the tables already changed
-        are put back to the snapshots they had before, and the error is raised."""
+        are put back to the snapshots they had before, and the error is raised.
+
+        Iceberg commits one table at a time. Before the first, the snapshots to go back to are
+        written to a journal; it is removed once every table is committed (or put back). A process
+        killed in between leaves the journal, and the next writer to take the lock puts the tables
+        back (:meth:`recover`): a warehouse is never left half-committed.
+        """
         before = {s.table: self.info(s.table).snapshot_id for s in staged}
+        journal = self.private_dir / JOURNAL
+        write_durably(journal, json.dumps({"before": before}).encode())
         done: list[str] = []
         try:
             for s in staged:
@@ -267,7 +281,22 @@ class Warehouse:
         except BaseException:
             for name in reversed(done):
                 self.restore(name, before[name])
+            journal.unlink(missing_ok=True)
             raise
+        journal.unlink(missing_ok=True)
+
+    def recover(self) -> list[str]:
+        """Finish what a killed commit left: put back the tables its journal names. Returns them.
+        Called by :meth:`lock`, so every writer starts from a whole warehouse."""
+        journal = self.private_dir / JOURNAL
+        try:
+            before = json.loads(journal.read_bytes())["before"]
+        except FileNotFoundError:
+            return []
+        for name, snapshot_id in before.items():
+            self.restore(name, snapshot_id)
+        journal.unlink()
+        return list(before)
 
     def restore(self, name: str, snapshot_id: int | None) -> None:
         """Put table ``name`` back to ``snapshot_id`` (``None``: back to no rows)."""
@@ -296,6 +325,20 @@ def _up_to_contract(table: Table, c: Contract) -> Table:
 
 def _local_path(uri: str) -> str:
     return uri.removeprefix("file://") if uri.startswith("file://") else uri
+
+
+def write_durably(path: Path, content: bytes) -> None:
+    """Replace ``path`` with ``content`` atomically and durably: a new file beside it, flushed to
+    disk, renamed over it."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def private_file(path: Path, content: bytes) -> None:
