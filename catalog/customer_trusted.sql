@@ -10,7 +10,19 @@ CREATE TABLE customer_trusted (
     lastUpdateDate            BIGINT NOT NULL COMMENT 'Time of the record kept, epoch milliseconds',
     shareWithResearchAsOfDate BIGINT NOT NULL COMMENT 'Research consent given at, epoch milliseconds',
     shareWithPublicAsOfDate   BIGINT COMMENT 'Public sharing consent given at, epoch milliseconds',
-    shareWithFriendsAsOfDate  BIGINT COMMENT 'Friends sharing consent given at, epoch milliseconds'
+    shareWithFriendsAsOfDate  BIGINT COMMENT 'Friends sharing consent given at, epoch milliseconds',
+    -- Data quality rules (see accelerometer_trusted.sql)
+    CONSTRAINT email_shaped CHECK (email RLIKE '^[^@ ]+@[^@ ]+[.][^@ ]+$'),
+    CONSTRAINT serial_is_uuid CHECK (serialNumber RLIKE '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$'),
+    CONSTRAINT birthday_not_in_future CHECK (birthDay <= current_date()),
+    CONSTRAINT consent_in_ms CHECK (shareWithResearchAsOfDate BETWEEN 946684800000 AND 4102444800000)
 )
 COMMENT 'Consenting customers, latest record each'
-TBLPROPERTIES ('stedi.zone' = 'trusted', 'stedi.grain' = 'one row per customer');
+TBLPROPERTIES (
+    'stedi.zone' = 'trusted',
+    'stedi.grain' = 'one row per customer',
+    'stedi.rule.email_shaped' = 'drop',
+    'stedi.rule.serial_is_uuid' = 'drop',
+    'stedi.rule.birthday_not_in_future' = 'drop',
+    'stedi.rule.consent_in_ms' = 'warn'
+);

@@ -303,6 +303,119 @@ def tables(obj: _Context, fmt: str) -> None:
 
 
 @cli.command()
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="How many recent runs.")
+@click.option("--run", "run_id", default=None, help="Show this run job by job, with its rules' counts.")
+@click.pass_obj
+@_fail_cleanly
+def runs(obj: _Context, limit: int, run_id: str | None) -> None:
+    """Show the recent runs (from the run_log table), or one run job by job.
+
+    \b
+    Examples:
+      stedi-etl runs
+      stedi-etl runs --run run-20261123T101500-1a2b3c
+    """
+    from stedi.query import sql as run_sql
+
+    if run_id is None:
+        rows = run_sql(
+            obj.warehouse,
+            f"""
+            SELECT run_id, min(started_at) AS started_at, min(status) FILTER (WHERE status = 'failed') AS failed,
+                   count(*) FILTER (WHERE status = 'updated') AS updated, sum(rows_out)::BIGINT AS rows_out,
+                   sum(rows_quarantined)::BIGINT AS quarantined, round(sum(seconds), 2) AS seconds, any_value(error) AS error
+            FROM run_log GROUP BY run_id ORDER BY started_at DESC, run_id DESC LIMIT {limit}
+            """,
+        ).to_pylist()
+        _print_table(
+            "recent runs",
+            ("run", "started", "status", "jobs updated", "rows out", "quarantined", "seconds"),
+            [
+                (
+                    r["run_id"],
+                    f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+                    f"failed: {r['error']}" if r["failed"] else "ok",
+                    r["updated"],
+                    r["rows_out"],
+                    r["quarantined"],
+                    r["seconds"],
+                )
+                for r in rows
+            ],
+        )
+        return
+    from stedi.contracts import sql_literal
+
+    rows = run_sql(obj.warehouse, f"SELECT * FROM run_log WHERE run_id = {sql_literal(run_id)} ORDER BY job").to_pylist()
+    if not rows:
+        raise StediError(f"no run {run_id!r} in run_log; `stedi-etl runs` lists the recent ones")
+    _print_table(
+        f"run {run_id} ({rows[0]['consent_scope']})",
+        ("job", "status", "rows in", "rows out", "quarantined", "out of scope", "rules (passed/failed)", "output snapshot"),
+        [
+            (
+                r["job"],
+                r["status"] if r["status"] != "failed" else f"failed: {r['error']}",
+                r["rows_in"],
+                r["rows_out"],
+                r["rows_quarantined"],
+                r["rows_out_of_scope"],
+                ", ".join(
+                    f"{name} {v['passed']}/{v['failed']} ({v['action']})" for name, v in json.loads(r["rule_results"] or "{}").items()
+                ),
+                r["output_snapshot_id"],
+            )
+            for r in rows
+        ],
+    )
+
+
+@cli.command()
+@click.option("--table", "target", default=None, help="Only rows meant for this table.")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many rows, newest first.")
+@click.pass_obj
+@_fail_cleanly
+def quarantine(obj: _Context, target: str | None, limit: int) -> None:
+    """Show what was set aside and why: a count per table and reason, then the newest rows.
+
+    \b
+    Examples:
+      stedi-etl quarantine
+      stedi-etl quarantine --table accelerometer_trusted --limit 50
+    """
+    from stedi.contracts import contract, sql_literal
+    from stedi.query import sql as run_sql
+
+    where = ""
+    if target is not None:
+        contract(target)  # a clear error for an unknown table
+        where = f"WHERE target_table = {sql_literal(target)}"
+    counts = run_sql(
+        obj.warehouse, f"SELECT target_table, reason, count(*) AS n FROM quarantine {where} GROUP BY ALL ORDER BY n DESC, reason"
+    ).to_pylist()
+    if not counts:
+        _console().print(f"nothing was set aside{f' for {target}' if target else ''}")
+        return
+    _print_table("set aside, by reason", ("table", "reason", "rows"), [(r["target_table"], r["reason"], r["n"]) for r in counts])
+    rows = run_sql(
+        obj.warehouse,
+        f"SELECT * FROM quarantine {where} ORDER BY quarantined_at DESC, source_file, line_number LIMIT {limit}",
+    ).to_pylist()
+    _print_table(
+        "newest rows",
+        ("table", "reason", "file", "line", "raw"),
+        [
+            (r["target_table"], r["reason"], r["source_file"], r["line_number"], _clip(r["raw"]))
+            for r in rows
+        ],
+    )
+
+
+def _clip(text: str | None, width: int = 120) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 3] + "..."
+
+
+@cli.command()
 @click.pass_obj
 @_fail_cleanly
 def audit(obj: _Context) -> None:

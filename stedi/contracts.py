@@ -46,6 +46,11 @@ ZONES = ("landing", "trusted", "curated", "system")
 LINEAGE = ("_source_file", "_line_number", "_ingested_at")
 
 
+def sql_literal(value: str) -> str:
+    """``value`` as a SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def contracts_dir() -> Path:
     """Where the contracts are: inside the installed package, else the repository's ``catalog/``."""
     here = Path(__file__).resolve().parent
@@ -73,6 +78,21 @@ class Column:
         return _arrow_type(self.sql_type)
 
 
+#: What a failing data quality rule does: report it, set the row aside in quarantine, or fail the job.
+RULE_ACTIONS = ("warn", "drop", "fail")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A data quality rule: a ``CONSTRAINT name CHECK (predicate)`` of the contract, its action
+    from ``TBLPROPERTIES ('stedi.rule.<name>' = 'warn' | 'drop' | 'fail')`` (default ``drop``).
+    ``predicate`` is kept in DuckDB's SQL, which evaluates it; as in SQL, NULL passes."""
+
+    name: str
+    predicate: str
+    action: str
+
+
 @dataclass(frozen=True)
 class Contract:
     """One table's contract: its columns, zone, grain and description, as declared in catalog/."""
@@ -84,6 +104,7 @@ class Contract:
     columns: tuple[Column, ...]
     properties: tuple[tuple[str, str], ...]
     ddl: str
+    rules: tuple[Rule, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -156,7 +177,14 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: expected one CREATE TABLE statement with columns")
     name = create.this.this.name
     columns = []
+    checks: list[tuple[str, str]] = []
     for coldef in create.this.expressions:
+        if isinstance(coldef, exp.Constraint):
+            check = next((k for k in coldef.expressions if isinstance(k, exp.CheckColumnConstraint)), None)
+            if check is None:
+                raise ContractError(f"{source}: constraint {coldef.name}: only CHECK constraints are supported")
+            checks.append((coldef.this.name, check.this.sql("duckdb")))
+            continue
         if not isinstance(coldef, exp.ColumnDef):
             continue
         kinds = [c.args["kind"] for c in coldef.constraints]
@@ -178,6 +206,16 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.zone' must be one of {ZONES}, got {zone!r}")
     if not columns:
         raise ContractError(f"{source}: table {name} declares no columns")
+    rules = []
+    for rule_name, predicate in checks:
+        action = props.get(f"stedi.rule.{rule_name}", "drop")
+        if action not in RULE_ACTIONS:
+            raise ContractError(f"{source}: rule {rule_name}: action must be one of {RULE_ACTIONS}, got {action!r}")
+        rules.append(Rule(rule_name, predicate, action))
+    unknown = [k.removeprefix("stedi.rule.") for k in props if k.startswith("stedi.rule.")]
+    unknown = [r for r in unknown if r not in {n for n, _ in checks}]
+    if unknown:
+        raise ContractError(f"{source}: TBLPROPERTIES name rules with no CHECK constraint: {unknown}")
     return Contract(
         name=name,
         zone=zone,
@@ -186,6 +224,7 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         columns=tuple(columns),
         properties=tuple(sorted(props.items())),
         ddl=ddl,
+        rules=tuple(rules),
     )
 
 
@@ -237,6 +276,7 @@ def _from_json(c: dict) -> Contract:
         columns=tuple(Column(**col) for col in c["columns"]),
         properties=tuple(tuple(p) for p in c["properties"]),
         ddl=c["ddl"],
+        rules=tuple(Rule(**r) for r in c.get("rules", ())),
     )
 
 

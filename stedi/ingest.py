@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from stedi import privacy
-from stedi.contracts import Contract, contract
+from stedi.contracts import Contract, contract, sql_literal
 from stedi.errors import SourceError
 from stedi.warehouse import Change, Staged, Warehouse, write_durably
 
@@ -415,22 +415,18 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     return table
 
 
-def _sql_string(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
     """Line by line in DuckDB (vectorised): each bad line is set aside with the first reason found."""
     import duckdb
 
     columns = c.raw_columns
-    json_paths = ", ".join(_sql_string(f'$."{col.name}"') for col in columns)
+    json_paths = ", ".join(sql_literal(f'$."{col.name}"') for col in columns)
     checks = []
     values = []
     for i, col in enumerate(columns, start=1):
         v = f"vs[{i}]"
         kind = col.sql_type.upper()
-        accepted = ", ".join(_sql_string(t) for t in _ACCEPTED[kind])
+        accepted = ", ".join(sql_literal(t) for t in _ACCEPTED[kind])
         if col.required:
             checks.append(f"WHEN coalesce(json_type({v}), 'NULL') = 'NULL' THEN 'missing required field \"{col.name}\"'")
         cast = f"TRY_CAST(json_extract_string({v}, '$') AS {_DUCK_TYPES[kind]})"
@@ -443,13 +439,13 @@ def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
             f"THEN 'field \"{col.name}\" does not fit {kind.lower()}: ' || json_extract_string({v}, '$')"
         )
         values.append(f'{cast} AS "{col.name}"')
-    target = _sql_string(c.name)
+    target = sql_literal(c.name)
 
     con = duckdb.connect()
     try:
         con.execute(f"""
             CREATE TEMP TABLE lines AS
-            WITH raw AS (SELECT string_split(content, chr(10)) AS ls FROM read_text({_sql_string(str(path))})),
+            WITH raw AS (SELECT string_split(content, chr(10)) AS ls FROM read_text({sql_literal(str(path))})),
             numbered AS (SELECT unnest(ls) AS line, unnest(range(1, len(ls) + 1)) AS line_number FROM raw)
             SELECT line_number, rtrim(line, chr(13)) AS line, json_valid(rtrim(line, chr(13))) AS ok
             FROM numbered WHERE trim(line) <> ''

@@ -9,6 +9,7 @@ Polars and pyarrow are imported only when a job has to run: the no-op path stays
 
 from __future__ import annotations
 
+import contextlib
 import graphlib
 import hashlib
 import importlib
@@ -209,6 +210,7 @@ class JobResult:
     rows_quarantined: int
     seconds: float
     rows_out_of_scope: int = 0
+    rules: dict = field(default_factory=dict)  # rule name -> {"action", "passed", "failed"}
 
 
 @dataclass
@@ -265,7 +267,61 @@ def run(
     over what it is about to commit: a violation raises :class:`~stedi.errors.AuditError` and
     nothing is committed."""
     with wh.lock("stedi-etl run"):
-        return _run(wh, key, engine, progress, full_refresh, consent_scope, audit)
+        started_at = datetime.now(UTC)
+        try:
+            summary = _run(wh, key, engine, progress, full_refresh, consent_scope, audit)
+        except StediError as err:
+            _log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
+            raise
+        if summary.changed:  # a run that changed nothing leaves no trace, not even in the log
+            _log(wh, summary, started_at)
+        return summary
+
+
+def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
+    """Append the run to ``run_log``: one row per job, with the snapshots it read and wrote."""
+    import pyarrow as pa
+
+    jobs = {job.output: job for job in load_jobs()}
+    rows = []
+    for r in summary.results:
+        inputs = {n: wh.info(n).snapshot_id for n in jobs[r.output].inputs if n != PSEUDONYMS}
+        rows.append(
+            {
+                "run_id": summary.run_id,
+                "job": r.job,
+                "output_table": r.output,
+                "status": r.status,
+                "started_at": started_at,
+                "seconds": round(r.seconds, 3),
+                "rows_in": r.rows_in,
+                "rows_out": r.rows_out,
+                "rows_quarantined": r.rows_quarantined,
+                "rows_out_of_scope": r.rows_out_of_scope,
+                "rule_results": json.dumps(r.rules, sort_keys=True) if r.status == "updated" else None,
+                "input_snapshots": json.dumps(inputs, sort_keys=True),
+                "output_snapshot_id": wh.info(r.output).snapshot_id,
+                "consent_scope": summary.consent_scope,
+                "error": None,
+            }
+        )
+    table = pa.Table.from_pylist(rows, schema=contract("run_log").arrow_schema())
+    wh.commit_staged([wh.stage(Change("run_log", table, "append", {"stedi.run-id": summary.run_id}))])
+
+
+def _log_failed(wh: Warehouse, started_at: datetime, scope: str, err: StediError) -> None:
+    """Append a failed run to ``run_log``, one row per job, with the error; never hides the error."""
+    import pyarrow as pa
+
+    run_id = f"run-{started_at:%Y%m%dT%H%M%S}-failed-{uuid.uuid4().hex[:6]}"
+    rows = [
+        {"run_id": run_id, "job": job.name, "output_table": job.output, "status": "failed", "started_at": started_at,
+         "consent_scope": scope, "error": str(err)}
+        for job in load_jobs()
+    ]
+    table = pa.Table.from_pylist(rows, schema=contract("run_log").arrow_schema())
+    with contextlib.suppress(Exception):  # the log is a courtesy: the run's own error is what the user must see
+        wh.commit_staged([wh.stage(Change("run_log", table, "append", {"stedi.run-id": run_id}))])
 
 
 def _run(
@@ -334,9 +390,14 @@ def _run_stale(
     outputs: dict[str, pl.LazyFrame] = {}
 
     def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
+        from stedi.quality import apply_rules
+
         good, bad = split_invalid(frame.collect(), job.contract)
+        good, broke_rules, rules = apply_rules(good, job.contract)
+        bad = pl.concat([bad, broke_rules])
         if bad.height:
             quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
+        rule_results = {r.rule: r.as_dict() for r in rules}
         props = {
             "stedi.run-id": run_id,
             "stedi.job": job.name,
@@ -344,6 +405,7 @@ def _run_stale(
             "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
             "stedi.consent-scope": params["consent_scope"],
             "stedi.out-of-scope": str(out_of_scope.get(job.output, 0)),
+            "stedi.rules": json.dumps(rule_results, sort_keys=True),
         }
         # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
         staged.append(writer.submit(lambda: wh.stage(Change(job.output, good.to_arrow(), "overwrite", props))))
@@ -352,7 +414,15 @@ def _run_stale(
         rows[job.output] = good.height
         now = time.perf_counter()
         results[job.output] = JobResult(
-            job.name, job.output, "updated", rows_in, good.height, bad.height, now - clock[0], out_of_scope.get(job.output, 0)
+            job.name,
+            job.output,
+            "updated",
+            rows_in,
+            good.height,
+            bad.height,
+            now - clock[0],
+            out_of_scope.get(job.output, 0),
+            rule_results,
         )
         clock[0] = now
         notify(job.name, "done")
