@@ -3,25 +3,29 @@
 Grain: one row per landed step trainer reading.
 Keeps: readings of devices whose ``serialNumber`` belongs to a ``customers_curated`` customer; under
 the ``since-consent`` scope, only those taken at or after that customer's
-``shareWithResearchAsOfDate``.
+``shareWithResearchAsOfDate``. Never readings of a device registered to several customers (by their
+latest records in ``customer_landing``): they cannot be attributed to one person.
 Join key: ``serialNumber`` (no customer column is kept).
 """
 
 import narwhals as nw
 
-from stedi.privacy import IN_SCOPE, mark_consent_scope
+from stedi.privacy import ATTRIBUTABLE, IN_SCOPE, mark_attributable, mark_consent_scope
 
-INPUTS = ("step_trainer_landing", "customers_curated")
+INPUTS = ("step_trainer_landing", "customers_curated", "customer_landing")
 OUTPUT = "step_trainer_trusted"
 
 
-def transform(step_trainer_landing: nw.LazyFrame, customers_curated: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
+def transform(
+    step_trainer_landing: nw.LazyFrame, customers_curated: nw.LazyFrame, customer_landing: nw.LazyFrame, *, consent_scope: str
+) -> nw.LazyFrame:
     # One row per device, so the join cannot repeat a reading; a device registered to several
     # customers takes the latest of their consent dates.
     devices = customers_curated.group_by("serialNumber").agg(nw.col("shareWithResearchAsOfDate").max())
 
     readings = step_trainer_landing.join(devices, on="serialNumber", how="inner")
+    readings = mark_attributable(readings, customer_landing)
 
     return mark_consent_scope(readings, taken_at="sensorReadingTime", consent_scope=consent_scope).select(
-        "sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE
+        "sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE, ATTRIBUTABLE
     )

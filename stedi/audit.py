@@ -3,7 +3,8 @@
 It recomputes who may appear from ``customer_landing`` with the rules of :mod:`stedi.privacy` (the
 latest record of each customer, consent set on it) and the suppression list, then checks:
 
-* no non-consenting, withdrawn or erased customer (or their device) in a trusted or curated table;
+* no non-consenting, withdrawn or erased customer (or their device) in a trusted or curated table,
+  and no reading of a device registered to several customers;
 * no identifying column, and no email-shaped value, in a curated table;
 * every ``machine_learning_curated`` row pairs readings of one customer: a trusted accelerometer
   reading of that customer and a trusted step trainer reading of that customer's device, at the
@@ -75,6 +76,13 @@ def audit(
 
     allowed = people.filter("consenting")
     erased_keys = list(suppressed.get("email", ()))
+    shared = people.group_by("serial").agg(pl.col("email").n_unique().alias("owners")).filter(pl.col("owners") > 1)
+    report(
+        "device of several customers",
+        "step_trainer_trusted",
+        tables["step_trainer_trusted"].join(shared.select(pl.col("serial").alias("serialNumber")), on="serialNumber", how="semi"),
+        "reading(s) of devices registered to several customers, which cannot be attributed to one",
+    )
     # who may appear: by email, by device, by key
     for table, column, by in (
         ("customer_trusted", "email", "email"),

@@ -188,6 +188,11 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str |
             for r in summary.results
         ],
     )
+    if summary.unattributable:
+        _console().print(
+            f"{summary.unattributable} step trainer reading(s) kept out: their device is registered to several "
+            "customers, so they cannot be attributed to one (see customer_landing by serialNumber)"
+        )
     _console().print(
         f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
         f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"

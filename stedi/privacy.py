@@ -32,9 +32,11 @@ KEY_FILE = "pseudonym.key"
 #: ingested last, then to the later file and line, so "the latest record" is always one record.
 RECORD_ORDER = ("lastUpdateDate", "_ingested_at", "_source_file", "_line_number")
 
-#: A job's output may carry this boolean column: rows where it is false are readings outside the
-#: consent scope; the runner counts them, drops them and drops the column.
-IN_SCOPE = "_in_scope"
+#: A job's output may carry these boolean columns, each naming why a row must not be kept; the
+#: runner counts the rows where one is false, drops them and drops the columns.
+IN_SCOPE = "_in_scope"  # a reading outside the consent scope
+ATTRIBUTABLE = "_attributable"  # a reading of a device registered to several customers
+MARKERS = (IN_SCOPE, ATTRIBUTABLE)
 
 
 def normalise_email(column: str) -> nw.Expr:
@@ -55,6 +57,23 @@ def only_consenting(frame: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, emai
     with that customer's ``shareWithResearchAsOfDate`` (for :func:`mark_consent_scope`)."""
     consenting = customer_trusted.select(nw.col("email").alias(email_column), "shareWithResearchAsOfDate")
     return frame.join(consenting, on=email_column, how="inner")
+
+
+def shared_devices(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
+    """Serial numbers registered to more than one customer (by their latest records): a reading
+    of such a device cannot be attributed to one person, who may never have consented."""
+    records = customer_landing.with_columns(email=normalise_email("email"))
+    latest = records.unique(subset=["email"], keep="last", order_by=list(RECORD_ORDER))
+    owners = latest.group_by("serialNumber").agg(nw.col("email").n_unique().alias("owners"))
+    return owners.filter(nw.col("owners") > 1).select("serialNumber")
+
+
+def mark_attributable(readings: nw.LazyFrame, customer_landing: nw.LazyFrame) -> nw.LazyFrame:
+    """Add :data:`ATTRIBUTABLE`: false for readings of a device in :func:`shared_devices`."""
+    shared = shared_devices(customer_landing).with_columns(_shared=nw.lit(True))
+    return readings.join(shared, on="serialNumber", how="left").with_columns(
+        nw.col("_shared").is_null().alias(ATTRIBUTABLE)
+    )
 
 
 def mark_consent_scope(frame: nw.LazyFrame, *, taken_at: str, consent_scope: str) -> nw.LazyFrame:

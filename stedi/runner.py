@@ -142,14 +142,14 @@ def evaluate(
     *,
     params: Mapping[str, str] = DEFAULT_PARAMS,
     after: Callable[[Job, Any], Any] | None = None,
-    out_of_scope: dict[str, int] | None = None,
+    dropped: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, Any]:
     """Run ``jobs`` in order on ``engine``; return each output as a native lazy frame, by table name.
 
     ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
     a job skipped this time). ``params`` are the run settings a transform may ask for by keyword.
-    Rows a job marks as outside the consent scope (``privacy.IN_SCOPE`` false) are dropped and
-    counted into ``out_of_scope``. ``after(job, frame)`` may check or filter each output before
+    Rows a job marks as not to be kept (a ``privacy.MARKERS`` column false: outside the consent
+    scope, of a device shared by several customers) are dropped and counted into ``dropped``. ``after(job, frame)`` may check or filter each output before
     downstream jobs see it. The pseudonym map is built from ``customer_landing`` when a job asks.
     """
     frames: dict[str, Any] = {}
@@ -168,14 +168,17 @@ def evaluate(
             *(nw.from_native(get(name)) for name in job.inputs), **{p: params[p] for p in job.parameters}
         )
         native = engine.materialize(result)
-        if privacy.IN_SCOPE in result.collect_schema():
+        markers = [m for m in privacy.MARKERS if m in result.collect_schema()]
+        if markers:
             frame = nw.from_native(native)
-            outside = int(frame.filter(~nw.col(privacy.IN_SCOPE)).select(nw.len()).collect().item())
-            if out_of_scope is not None:
-                out_of_scope[job.output] = outside
-            # nothing outside (all-history, always): dropping the column is free, filtering copies every row
-            kept = (frame.filter(nw.col(privacy.IN_SCOPE)) if outside else frame).drop(privacy.IN_SCOPE)
-            native = engine.materialize(kept) if outside else kept.to_native()
+            counts = frame.select(*((~nw.col(m)).cast(nw.Int64).sum().alias(m) for m in markers)).collect()
+            counts = {m: int(counts[m][0] or 0) for m in markers}
+            if dropped is not None:
+                dropped[job.output] = counts
+            # nothing to drop (the usual case): dropping the columns is free, filtering copies every row
+            keep = nw.all_horizontal(*(nw.col(m) for m in markers), ignore_nulls=False)
+            kept = (frame.filter(keep) if any(counts.values()) else frame).drop(*markers)
+            native = engine.materialize(kept) if any(counts.values()) else kept.to_native()
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
 
@@ -210,6 +213,7 @@ class JobResult:
     rows_quarantined: int
     seconds: float
     rows_out_of_scope: int = 0
+    rows_unattributable: int = 0
     rules: dict = field(default_factory=dict)  # rule name -> {"action", "passed", "failed"}
 
 
@@ -224,6 +228,11 @@ class RunSummary:
     def out_of_scope(self) -> int:
         """Readings of consenting customers that the consent scope kept out (all tables)."""
         return sum(r.rows_out_of_scope for r in self.results if r.output.endswith("_trusted"))
+
+    @property
+    def unattributable(self) -> int:
+        """Readings of devices registered to several customers, kept out."""
+        return sum(r.rows_unattributable for r in self.results)
 
     @property
     def changed(self) -> bool:
@@ -298,6 +307,7 @@ def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
                 "rows_out": r.rows_out,
                 "rows_quarantined": r.rows_quarantined,
                 "rows_out_of_scope": r.rows_out_of_scope,
+                "rows_unattributable": r.rows_unattributable,
                 "rule_results": json.dumps(r.rules, sort_keys=True) if r.status == "updated" else None,
                 "input_snapshots": json.dumps(inputs, sort_keys=True),
                 "output_snapshot_id": wh.info(r.output).snapshot_id,
@@ -349,7 +359,8 @@ def _run(
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
             outside = int(_stored(wh, job.output, "stedi.out-of-scope") or 0)
-            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside)
+            shared = int(_stored(wh, job.output, "stedi.unattributable") or 0)
+            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside, shared)
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])
     if audit:
@@ -386,7 +397,7 @@ def _run_stale(
     clock = [time.perf_counter()]
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
     staged: list[Future[Staged]] = []
-    out_of_scope: dict[str, int] = {}
+    dropped: dict[str, dict[str, int]] = {}
     outputs: dict[str, pl.LazyFrame] = {}
 
     def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -404,7 +415,8 @@ def _run_stale(
             "stedi.fingerprint": prints[job.output],
             "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
             "stedi.consent-scope": params["consent_scope"],
-            "stedi.out-of-scope": str(out_of_scope.get(job.output, 0)),
+            "stedi.out-of-scope": str(dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0)),
+            "stedi.unattributable": str(dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0)),
             "stedi.rules": json.dumps(rule_results, sort_keys=True),
         }
         # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
@@ -421,7 +433,8 @@ def _run_stale(
             good.height,
             bad.height,
             now - clock[0],
-            out_of_scope.get(job.output, 0),
+            dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0),
+            dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0),
             rule_results,
         )
         clock[0] = now
@@ -434,7 +447,7 @@ def _run_stale(
     try:
         with writer:
             try:
-                evaluate(stale, wh.scan, key, engine, params=params, after=check, out_of_scope=out_of_scope)
+                evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
             except StediError:
                 raise
             except Exception as err:  # a transform failed: nothing was committed

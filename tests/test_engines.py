@@ -28,9 +28,14 @@ def test_every_transform_gives_identical_results_on_spark_and_polars(spark, tmp_
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     ingest(wh, tmp_path / "src")
     landing = {name: wh.scan(name).collect() for name in ("customer_landing", "accelerometer_landing", "step_trainer_landing")}
+    # the fulfillment defect: one device registered to a second customer too
+    customers = landing["customer_landing"]
+    landing["customer_landing"] = pl.concat([customers, customers.head(1).with_columns(email=pl.lit("someone.else@example.com"))])
 
     params = {"consent_scope": scope}
-    polars_out = evaluate(load_jobs(), lambda n: landing[n].lazy(), KEY, PolarsEngine(), params=params)
+    dropped: dict = {}
+    polars_out = evaluate(load_jobs(), lambda n: landing[n].lazy(), KEY, PolarsEngine(), params=params, dropped=dropped)
+    assert dropped["step_trainer_trusted"]["_attributable"] > 0  # the shared device's readings were compared too
     spark_engine = SparkEngine(spark)
     spark_out = evaluate(load_jobs(), lambda n: spark.createDataFrame(landing[n].to_arrow()), KEY, spark_engine, params=params)
 

@@ -1,0 +1,57 @@
+"""Hostile input: whatever arrives, no run crashes and no good record is lost; what cannot be kept
+is set aside or kept out, and reported."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from stedi.audit import audit
+from stedi.config import Settings
+from stedi.contracts import contract
+from stedi.ingest import ingest
+from stedi.runner import run
+from stedi.warehouse import Change, Warehouse
+from tests.factories import KEY, T0, customer, reading, run_jobs, step, write_landing
+
+
+def test_a_device_registered_to_several_customers_is_kept_out_and_reported(tmp_path):
+    ann, bob = customer("Ann A"), customer("Bob B")
+    cy = customer("Cy C", serialNumber=ann["serialNumber"], shareWithResearchAsOfDate=None)  # the fulfillment defect
+    readings = [reading(c["email"], T0) for c in (ann, bob)]
+    steps = [step(ann["serialNumber"], T0), step(ann["serialNumber"], T0 + 1), step(bob["serialNumber"], T0)]
+    out = run_jobs([ann, bob, cy], readings, steps)
+    assert out["step_trainer_trusted"]["serialNumber"].to_list() == [bob["serialNumber"]]
+    assert out["machine_learning_curated"].height == 1  # Bob's only
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "src", [ann, bob, cy], readings, steps), KEY)
+    summary = run(wh, KEY)
+    assert summary.unattributable == 2
+    assert {r.output: r.rows_unattributable for r in summary.results}["step_trainer_trusted"] == 2
+
+
+def test_a_device_is_no_longer_shared_once_its_other_owner_moves_on():
+    ann = customer("Ann A")
+    cy = customer("Cy C", serialNumber=ann["serialNumber"])
+    cy_later = cy | {"serialNumber": "00000000-0000-0000-0000-00000000beef", "lastUpdateDate": T0 + 5}
+    out = run_jobs([ann, cy, cy_later], [reading(ann["email"])], [step(ann["serialNumber"])])
+    assert out["step_trainer_trusted"].height == 1  # by the latest records, the device is Ann's alone
+
+
+def test_the_audit_finds_readings_of_a_shared_device(tmp_path):
+    ann, cy = customer("Ann A"), customer("Cy C")
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "src", [ann, cy], [reading(ann["email"])], [step(ann["serialNumber"])]), KEY)
+    run(wh, KEY)
+    ingest(wh, write_landing(tmp_path / "src2", [cy | {"serialNumber": ann["serialNumber"], "lastUpdateDate": T0 + 1}], name="b2"), KEY)
+    rows = pa.Table.from_pylist([step(ann["serialNumber"], T0 + 9)], schema=contract("step_trainer_trusted").arrow_schema())
+    wh.commit_staged([wh.stage(Change("step_trainer_trusted", rows, "append"))])
+    assert any(str(v).startswith("step_trainer_trusted: device of several customers") for v in audit(wh, KEY))
+
+
+@pytest.mark.parametrize("scope", ["all-history", "since-consent"])
+def test_a_shared_device_is_kept_out_under_either_scope(scope):
+    ann, cy = customer("Ann A"), customer("Cy C")
+    cy = cy | {"serialNumber": ann["serialNumber"]}
+    out = run_jobs([ann, cy], [reading(ann["email"])], [step(ann["serialNumber"], T0 + 5)], params={"consent_scope": scope})
+    assert out["step_trainer_trusted"].height == 0
