@@ -250,15 +250,34 @@ def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[s
             content = path.read_bytes().split(b"\n")
         except FileNotFoundError:
             continue  # already gone: nothing of the person left in it
+        items = _json_array(b"\n".join(content))
         blanked = 0
-        for n in numbers:
-            if 0 < n <= len(content) and content[n - 1].strip():
-                content[n - 1] = b""
-                blanked += 1
-        data = b"\n".join(content)
+        if items is not None:  # a file of one JSON array: records are numbered by position
+            for n in numbers:
+                if 0 < n <= len(items) and items[n - 1] is not None:
+                    items[n - 1] = None
+                    blanked += 1
+            data = json.dumps(items, ensure_ascii=False).encode("utf-8") + b"\n"
+        else:
+            for n in numbers:
+                if 0 < n <= len(content) and content[n - 1].strip():
+                    content[n - 1] = b""
+                    blanked += 1
+            data = b"\n".join(content)
         write_durably(path, data)
         rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), blanked)
     return rewritten
+
+
+def _json_array(data: bytes) -> list | None:
+    """The records of a file holding one JSON array (as ingest reads it), else ``None``."""
+    if data.lstrip()[:1] != b"[":
+        return None
+    try:
+        items = json.loads(data)
+    except ValueError:
+        return None
+    return items if isinstance(items, list) else None
 
 
 def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], now: datetime) -> pa.Table:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import itertools
+import json
 import os
 import re
 import shutil
@@ -49,9 +50,9 @@ _SUFFIXES = {".json", ".jsonl", ".ndjson"}
 # JSON types (as DuckDB's json_type names them) accepted for each contract type.
 _ACCEPTED = {
     "STRING": ("VARCHAR",),
-    "BIGINT": ("BIGINT", "UBIGINT"),
-    "INT": ("BIGINT", "UBIGINT"),
-    "DOUBLE": ("BIGINT", "UBIGINT", "DOUBLE"),
+    "BIGINT": ("BIGINT", "UBIGINT", "VARCHAR"),
+    "INT": ("BIGINT", "UBIGINT", "VARCHAR"),
+    "DOUBLE": ("BIGINT", "UBIGINT", "DOUBLE", "VARCHAR"),
     "BOOLEAN": ("BOOLEAN",),
     "DATE": ("VARCHAR",),
 }
@@ -359,11 +360,19 @@ def parse(
     Returns the landed rows (the contract's columns, lineage included) and the quarantined lines.
     Blank lines are ignored. A clean file is read in one pass by Arrow's JSON reader, which is
     strict about types; a file it rejects for any reason is re-read line by line in DuckDB, which
-    gives each bad line its reason.
+    gives each bad line its reason (a line that is not UTF-8 is set aside before). A file holding
+    one JSON array is read as its elements, numbered by position from 1. A number sent as a string
+    is taken when the conversion is exact ("0.5" for a double, "12" for a bigint), else the line is
+    set aside.
     """
+    data = _array_as_lines(data)
     good = _parse_clean(c, data)
     if good is None:
-        good, bad = _parse_lines(c, path)
+        lines, not_utf8 = _split_lines(data)
+        good, bad = _parse_lines(c, lines)
+        if not_utf8.num_rows:
+            bad = pa.concat_tables([bad, not_utf8.append_column("target_table", pa.repeat(pa.scalar(c.name, pa.large_string()), not_utf8.num_rows)).select(_BAD_SCHEMA.names).cast(_BAD_SCHEMA)])
+            bad = bad.sort_by("line_number")
     else:
         line_numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), good.num_rows))  # 1..n
         good = good.append_column("_line_number", line_numbers)
@@ -415,7 +424,52 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     return table
 
 
-def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
+def _array_as_lines(data: bytes) -> bytes:
+    """A file holding one JSON array of records, as one record a line; any other file as it is."""
+    if data.lstrip()[:1] != b"[":
+        return data
+    try:
+        items = json.loads(data)
+    except ValueError:  # not one valid array after all: its lines are judged one by one
+        return data
+    if not isinstance(items, list):
+        return data
+    return b"".join(json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n" for item in items)
+
+
+def _split_lines(data: bytes) -> tuple[pa.Table, pa.Table]:
+    """The lines of a file, numbered from 1, and apart those that are not valid UTF-8 (with the
+    undecodable bytes shown as U+FFFD)."""
+    try:
+        lines = data.decode("utf-8").split("\n")
+        broken: list[tuple[int, str]] = []
+    except UnicodeDecodeError:
+        lines, broken = [], []
+        for number, raw in enumerate(data.split(b"\n"), start=1):
+            try:
+                lines.append(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                lines.append("")
+                broken.append((number, raw.decode("utf-8", "replace").rstrip("\r")))
+    table = pa.table({"line_number": pa.array(range(1, len(lines) + 1), pa.int64()), "line": pa.array(lines, pa.large_string())})
+    not_utf8 = pa.table(
+        {
+            "reason": pa.array(["not valid UTF-8"] * len(broken), pa.large_string()),
+            "raw": pa.array([b for _, b in broken], pa.large_string()),
+            "line_number": pa.array([n for n, _ in broken], pa.int64()),
+        }
+    )
+    return table, not_utf8
+
+
+def _lossless_number(kind: str, text: str) -> str:
+    """SQL: whether the JSON string ``text`` converts exactly to a number of ``kind``."""
+    if kind in ("BIGINT", "INT"):
+        return f"regexp_full_match(trim({text}), '[+-]?[0-9]+')"
+    return f"(regexp_full_match(trim({text}), '[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?') AND isfinite(TRY_CAST({text} AS DOUBLE)))"
+
+
+def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
     """Line by line in DuckDB (vectorised): each bad line is set aside with the first reason found."""
     import duckdb
 
@@ -430,6 +484,12 @@ def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
         if col.required:
             checks.append(f"WHEN coalesce(json_type({v}), 'NULL') = 'NULL' THEN 'missing required field \"{col.name}\"'")
         cast = f"TRY_CAST(json_extract_string({v}, '$') AS {_DUCK_TYPES[kind]})"
+        if kind in ("BIGINT", "INT", "DOUBLE"):  # a number sent as a string: taken only if exact
+            text = f"json_extract_string({v}, '$')"
+            checks.append(
+                f"WHEN json_type({v}) = 'VARCHAR' AND NOT {_lossless_number(kind, text)} "
+                f"THEN 'field \"{col.name}\" is a string that is not exactly a {kind.lower()}: ' || {text}"
+            )
         checks.append(
             f"WHEN json_type({v}) NOT IN ('NULL', {accepted}) "
             f"THEN 'field \"{col.name}\" is ' || lower(json_type({v})) || ', expected {kind.lower()}'"
@@ -443,12 +503,11 @@ def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
 
     con = duckdb.connect()
     try:
-        con.execute(f"""
+        con.register("raw_lines", lines)
+        con.execute("""
             CREATE TEMP TABLE lines AS
-            WITH raw AS (SELECT string_split(content, chr(10)) AS ls FROM read_text({sql_literal(str(path))})),
-            numbered AS (SELECT unnest(ls) AS line, unnest(range(1, len(ls) + 1)) AS line_number FROM raw)
             SELECT line_number, rtrim(line, chr(13)) AS line, json_valid(rtrim(line, chr(13))) AS ok
-            FROM numbered WHERE trim(line) <> ''
+            FROM raw_lines WHERE trim(line) <> ''
         """)
         con.execute(f"""
             CREATE TEMP TABLE parsed AS
@@ -473,7 +532,7 @@ def _parse_lines(c: Contract, path: Path) -> tuple[pa.Table, pa.Table]:
             ORDER BY line_number
         """).to_arrow_table()
     except duckdb.Error as err:
-        raise SourceError(f"cannot read {path.name}: {str(err).strip().splitlines()[0]}") from err
+        raise SourceError(f"cannot parse the lines of a {c.name} file: {str(err).strip().splitlines()[0]}") from err
     finally:
         con.close()
     return good, bad.cast(_BAD_SCHEMA)

@@ -224,3 +224,18 @@ def test_forget_deletes_orphans_of_writes_that_never_committed(world):
     assert not any(p.exists() for p in orphans)
     assert not (wh.root / "landing" / "customer" / ".left-by-a-killed-ingest.tmp").exists()
     assert warehouse_mentions(wh, [email, serial]) == []
+
+
+def test_forget_in_a_file_holding_one_json_array(tmp_path):
+    ann, bob = customer("Ann A"), customer("Bob B")
+    folder = tmp_path / "src" / "customer" / "landing"
+    folder.mkdir(parents=True)
+    (folder / "customers.json").write_text(json.dumps([ann, bob], indent=2))
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, tmp_path / "src", KEY)
+    run(wh, KEY)
+    forget(wh, KEY, [ann["email"]])
+    assert warehouse_mentions(wh, [ann["email"], ann["serialNumber"]]) == []
+    (stored,) = (wh.root / "landing" / "customer").iterdir()
+    assert json.loads(stored.read_bytes())[1]["email"] == bob["email"]
+    assert wh.scan("customer_trusted").collect()["email"].to_list() == [bob["email"].lower()]

@@ -3,6 +3,8 @@ is set aside or kept out, and reported."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pytest
 
@@ -55,3 +57,44 @@ def test_a_shared_device_is_kept_out_under_either_scope(scope):
     cy = cy | {"serialNumber": ann["serialNumber"]}
     out = run_jobs([ann, cy], [reading(ann["email"])], [step(ann["serialNumber"], T0 + 5)], params={"consent_scope": scope})
     assert out["step_trainer_trusted"].height == 0
+
+
+# -- raw files that are not what they should be ----------------------------------------------------
+
+ANN = customer("Ann A")
+LINE = json.dumps(reading(ANN["email"], T0)).encode()
+
+
+def _line(**overrides) -> bytes:
+    return json.dumps(reading(ANN["email"], T0) | overrides).encode()
+
+
+FILES = [
+    pytest.param(LINE + b"\n" + LINE[:-7], 1, ["not valid JSON"], id="truncated last line"),
+    pytest.param(LINE + b"\nhello\n", 1, ["not valid JSON"], id="a line that is not JSON"),
+    pytest.param(LINE + b"\n" + LINE.replace(b"Ann", b"\xc3\x28nn") + b"\n", 1, ["not valid UTF-8"], id="bytes that are not UTF-8"),
+    pytest.param(b"", 0, [], id="an empty file"),
+    pytest.param(b"\n\n  \n", 0, [], id="only blank lines"),
+    pytest.param(b"[" + LINE + b",\n  " + LINE + b"]\n", 2, [], id="one JSON array of records"),
+    pytest.param(b"[" + LINE + b", 17]", 1, ["not a JSON object"], id="an array holding a non-record"),
+    pytest.param(_line(x="0.5") + b"\n" + _line(timestamp=str(T0)) + b"\n", 2, [], id="numbers sent as exact strings"),
+    pytest.param(_line(x="half") + b"\n" + _line(timestamp="12.5") + b"\n", 0, ["is a string that is not exactly a double", "is a string that is not exactly a bigint"], id="numbers sent as inexact strings"),
+    pytest.param(json.dumps({k: v for k, v in reading(ANN["email"]).items() if k != "timestamp"}).encode(), 0, ['missing required field "timestamp"'], id="a missing timestamp"),
+    pytest.param(_line(note="x" * 10_000_000) + b"\n" + LINE, 2, [], id="a 10 MB line"),
+]
+
+
+@pytest.mark.parametrize(("content", "landed", "reasons"), FILES)
+def test_a_hostile_accelerometer_file(tmp_path, content, landed, reasons):
+    folder = tmp_path / "src" / "accelerometer" / "landing"
+    folder.mkdir(parents=True)
+    (folder / "accelerometer-hostile.json").write_bytes(content)
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    (result,) = ingest(wh, tmp_path / "src", KEY).files
+    assert (result.rows_landed, result.rows_quarantined) == (landed, len(reasons))
+    got = wh.scan("quarantine").collect()["reason"].to_list()
+    assert all(any(expected in reason for reason in got) for expected in reasons), got
+    if landed:
+        values = wh.scan("accelerometer_landing").collect()
+        assert values["timestamp"].to_list() == [T0] * landed
+        assert set(values["x"]) <= {1.0, 0.5}

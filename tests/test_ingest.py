@@ -93,7 +93,7 @@ GOOD = json.dumps(customer("Good G"))
         pytest.param("[1, 2]", "not a JSON object", id="array"),
         pytest.param(json.dumps({k: v for k, v in customer().items() if k != "email"}), 'missing required field "email"', id="missing"),
         pytest.param(json.dumps(customer(email=None)), 'missing required field "email"', id="null required"),
-        pytest.param(json.dumps(customer(lastUpdateDate="yesterday")), 'field "lastUpdateDate" is varchar, expected bigint', id="string for number"),
+        pytest.param(json.dumps(customer(lastUpdateDate="yesterday")), 'field "lastUpdateDate" is a string that is not exactly a bigint: yesterday', id="string for number"),
         pytest.param(json.dumps(customer(registrationDate=1.5)), 'field "registrationDate" is double, expected bigint', id="fraction"),
         pytest.param(json.dumps(customer(birthDay="someday")), 'field "birthDay" does not fit date: someday', id="bad date"),
         pytest.param(json.dumps(customer(email=["a"])), 'field "email" is array, expected string', id="array value"),
@@ -153,12 +153,15 @@ def test_an_unreadable_file_raises_a_clear_error_and_stores_nothing(wh, tmp_path
     assert not [p for p in (wh.root / "landing").rglob("*") if p.is_file()]
 
 
-def test_a_file_that_is_not_utf8_is_a_clear_error_and_leaves_nothing_behind(wh, tmp_path):
-    good = write_landing(tmp_path / "src", [customer("Ann A")], [reading("Ann.A@test.com")])
-    bad = good / "step_trainer" / "landing"
-    bad.mkdir(parents=True)
-    (bad / "step_trainer-1.json").write_bytes(b'{"sensorReadingTime": 1, "serialNumber": "\xff\xfe", "distanceFromObject": 1}\n')
-    with pytest.raises(SourceError, match="step_trainer-1.json"):
-        ingest(wh, good)
-    assert all(wh.info(t).snapshot_id is None for t in ("customer_landing", "accelerometer_landing", "ingest_manifest"))
-    assert not [p for p in (wh.root / "landing").rglob("*") if p.is_file()]
+def test_a_line_that_is_not_utf8_is_set_aside_and_the_rest_lands(wh, tmp_path):
+    src = tmp_path / "src" / "step_trainer" / "landing"
+    src.mkdir(parents=True)
+    good = json.dumps(step("00000000-0000-0000-0000-000000000001")).encode()
+    (src / "step_trainer-1.json").write_bytes(
+        good + b'\n{"sensorReadingTime": 1, "serialNumber": "\xff\xfe", "distanceFromObject": 1}\n' + good + b"\n"
+    )
+    summary = ingest(wh, tmp_path / "src")
+    assert (summary.files[0].rows_landed, summary.files[0].rows_quarantined) == (2, 1)
+    bad = rows(wh, "quarantine").row(0, named=True)
+    assert (bad["reason"], bad["line_number"]) == ("not valid UTF-8", 2)
+    assert "\ufffd" in bad["raw"]
