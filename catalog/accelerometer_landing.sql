@@ -6,7 +6,8 @@ CREATE TABLE accelerometer_landing (
     x             DOUBLE    NOT NULL COMMENT 'Acceleration on the x axis',
     y             DOUBLE    NOT NULL COMMENT 'Acceleration on the y axis',
     z             DOUBLE    NOT NULL COMMENT 'Acceleration on the z axis',
-    -- lineage
+    -- what stedi adds: fields beyond the contract, and lineage
+    _extra        STRING    COMMENT 'Fields received beyond the contract, as a JSON object; NULL when none',
     _source_file  STRING    NOT NULL COMMENT 'Raw file in the warehouse landing area holding the line',
     _line_number  BIGINT    NOT NULL COMMENT 'Line number in that file, from 1',
     _ingested_at  TIMESTAMP NOT NULL COMMENT 'When the line was ingested'

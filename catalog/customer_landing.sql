@@ -13,7 +13,8 @@ CREATE TABLE customer_landing (
     shareWithResearchAsOfDate BIGINT    COMMENT 'Research consent given at, epoch milliseconds; NULL = no consent',
     shareWithPublicAsOfDate   BIGINT    COMMENT 'Public sharing consent given at, epoch milliseconds',
     shareWithFriendsAsOfDate  BIGINT    COMMENT 'Friends sharing consent given at, epoch milliseconds',
-    -- lineage
+    -- what stedi adds: fields beyond the contract, and lineage
+    _extra        STRING    COMMENT 'Fields received beyond the contract, as a JSON object; NULL when none',
     _source_file              STRING    NOT NULL COMMENT 'Raw file in the warehouse landing area holding the line',
     _line_number              BIGINT    NOT NULL COMMENT 'Line number in that file, from 1',
     _ingested_at              TIMESTAMP NOT NULL COMMENT 'When the line was ingested'

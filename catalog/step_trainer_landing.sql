@@ -4,7 +4,8 @@ CREATE TABLE step_trainer_landing (
     sensorReadingTime  BIGINT    NOT NULL COMMENT 'Reading time, epoch milliseconds',
     serialNumber       STRING    NOT NULL COMMENT 'Serial number of the device',
     distanceFromObject BIGINT    NOT NULL COMMENT 'Distance measured by the motion sensor',
-    -- lineage
+    -- what stedi adds: fields beyond the contract, and lineage
+    _extra        STRING    COMMENT 'Fields received beyond the contract, as a JSON object; NULL when none',
     _source_file       STRING    NOT NULL COMMENT 'Raw file in the warehouse landing area holding the line',
     _line_number       BIGINT    NOT NULL COMMENT 'Line number in that file, from 1',
     _ingested_at       TIMESTAMP NOT NULL COMMENT 'When the line was ingested'

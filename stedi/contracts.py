@@ -42,8 +42,10 @@ def _arrow_type(sql_type: str) -> pa.DataType:
 
 
 ZONES = ("landing", "trusted", "curated", "system")
-#: stedi's own lineage columns of the landing tables: not in the raw files.
-LINEAGE = ("_source_file", "_line_number", "_ingested_at")
+#: The columns stedi adds to the landing tables, not in the raw files: the fields received beyond
+#: the contract (kept, never lost) and the lineage of each row.
+EXTRA = "_extra"
+LINEAGE = (EXTRA, "_source_file", "_line_number", "_ingested_at")
 
 
 def sql_literal(value: str) -> str:

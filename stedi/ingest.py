@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from stedi import privacy
-from stedi.contracts import Contract, contract, sql_literal
+from stedi.contracts import EXTRA, Contract, contract, sql_literal
 from stedi.errors import SourceError
 from stedi.warehouse import Change, Staged, Warehouse, write_durably
 
@@ -376,6 +376,7 @@ def parse(
     else:
         line_numbers = pc.cumulative_sum(pa.repeat(pa.scalar(1, pa.int64()), good.num_rows))  # 1..n
         good = good.append_column("_line_number", line_numbers)
+        good = good.append_column(EXTRA, pa.nulls(good.num_rows, pa.large_string()))
         bad = _BAD_SCHEMA.empty_table()
     stamp = pa.scalar(ingested_at, pa.timestamp("us", tz="UTC"))
     good = good.append_column("_source_file", pa.repeat(pa.scalar(rel, pa.large_string()), good.num_rows))
@@ -402,7 +403,8 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
             pa.BufferReader(data),
             # Files are parsed one per core already; only a big file is worth Arrow's own threads too.
             read_options=pajson.ReadOptions(use_threads=len(data) > _BIG_FILE),
-            parse_options=pajson.ParseOptions(explicit_schema=read_as, unexpected_field_behavior="ignore"),
+            # a field beyond the contract sends the file to the careful path, which keeps it
+            parse_options=pajson.ParseOptions(explicit_schema=read_as, unexpected_field_behavior="error"),
         )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -515,12 +517,15 @@ def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
                 SELECT *, json_extract(line, [{json_paths}]) AS vs FROM lines
                 WHERE CASE WHEN ok THEN json_type(line) = 'OBJECT' ELSE false END
             )
-            SELECT line_number, line, CASE {" ".join(checks)} END AS reason, {", ".join(values)}
+            SELECT line_number, line, CASE {" ".join(checks)} END AS reason, {", ".join(values)},
+                   -- fields beyond the contract: the object with the contract's fields removed
+                   nullif(json_merge_patch(line, {sql_literal(json.dumps(dict.fromkeys(c.column_names)))}), '{{}}') AS extra
             FROM objects
         """)
         names = ", ".join(f'"{col.name}"' for col in columns)
         good = con.sql(f"""
-            SELECT {names}, line_number AS _line_number FROM parsed WHERE reason IS NULL ORDER BY line_number
+            SELECT {names}, line_number AS _line_number, extra::VARCHAR AS "{EXTRA}"
+            FROM parsed WHERE reason IS NULL ORDER BY line_number
         """).to_arrow_table()
         bad = con.sql(f"""
             SELECT {target} AS target_table,

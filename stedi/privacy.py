@@ -24,7 +24,7 @@ DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birth
 
 #: Columns whose values identify a person or their device, or may hold such values (a raw line).
 #: Their values never go into Iceberg column statistics, and forget erases them everywhere.
-PERSONAL_COLUMNS = DIRECT_IDENTIFIERS | {"serialNumber", "raw"}
+PERSONAL_COLUMNS = DIRECT_IDENTIFIERS | {"serialNumber", "raw", "_extra"}
 
 KEY_FILE = "pseudonym.key"
 

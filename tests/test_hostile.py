@@ -98,3 +98,17 @@ def test_a_hostile_accelerometer_file(tmp_path, content, landed, reasons):
         values = wh.scan("accelerometer_landing").collect()
         assert values["timestamp"].to_list() == [T0] * landed
         assert set(values["x"]) <= {1.0, 0.5}
+
+
+def test_unknown_fields_are_kept_in_the_landing_record(tmp_path):
+    folder = tmp_path / "src" / "accelerometer" / "landing"
+    folder.mkdir(parents=True)
+    (folder / "accelerometer-extra.json").write_bytes(
+        _line(battery=0.9, meta={"os": "android"}) + b"\n" + LINE + b"\n"
+    )
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    (result,) = ingest(wh, tmp_path / "src", KEY).files
+    assert (result.rows_landed, result.rows_quarantined) == (2, 0)
+    extra = wh.scan("accelerometer_landing").collect().sort("_line_number")["_extra"].to_list()
+    assert json.loads(extra[0]) == {"battery": 0.9, "meta": {"os": "android"}}
+    assert extra[1] is None
