@@ -6,14 +6,14 @@ CREATE TABLE step_trainer_trusted (
     distanceFromObject BIGINT NOT NULL COMMENT 'Distance measured by the motion sensor',
     -- Data quality rules (see accelerometer_trusted.sql)
     CONSTRAINT time_in_ms CHECK (sensorReadingTime BETWEEN 946684800000 AND 4102444800000),
-    CONSTRAINT distance_not_negative CHECK (distanceFromObject >= 0),
-    CONSTRAINT serial_is_uuid CHECK (serialNumber RLIKE '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$')
+    -- (no serial number rule: every device here is a customers_curated one, whose serial number
+    -- passed serial_is_uuid in customer_trusted)
+    CONSTRAINT distance_not_negative CHECK (distanceFromObject >= 0)
 )
 COMMENT 'Step trainer readings of curated customers'
 TBLPROPERTIES (
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per reading',
     'stedi.rule.time_in_ms' = 'drop',
-    'stedi.rule.distance_not_negative' = 'drop',
-    'stedi.rule.serial_is_uuid' = 'drop'
+    'stedi.rule.distance_not_negative' = 'drop'
 );

@@ -22,9 +22,9 @@ def transform(
     # One row per device, so the join cannot repeat a reading; a device registered to several
     # customers takes the latest of their consent dates.
     devices = customers_curated.group_by("serialNumber").agg(nw.col("shareWithResearchAsOfDate").max())
+    devices = mark_attributable(devices, customer_landing)  # per device, before the readings multiply it
 
     readings = step_trainer_landing.join(devices, on="serialNumber", how="inner")
-    readings = mark_attributable(readings, customer_landing)
 
     return mark_consent_scope(readings, taken_at="sensorReadingTime", consent_scope=consent_scope).select(
         "sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE, ATTRIBUTABLE

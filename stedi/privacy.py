@@ -68,11 +68,14 @@ def shared_devices(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
     return owners.filter(nw.col("owners") > 1).select("serialNumber")
 
 
-def mark_attributable(readings: nw.LazyFrame, customer_landing: nw.LazyFrame) -> nw.LazyFrame:
-    """Add :data:`ATTRIBUTABLE`: false for readings of a device in :func:`shared_devices`."""
+def mark_attributable(frame: nw.LazyFrame, customer_landing: nw.LazyFrame) -> nw.LazyFrame:
+    """Add :data:`ATTRIBUTABLE` to rows with a ``serialNumber``: false for a device in
+    :func:`shared_devices`."""
     shared = shared_devices(customer_landing).with_columns(_shared=nw.lit(True))
-    return readings.join(shared, on="serialNumber", how="left").with_columns(
-        nw.col("_shared").is_null().alias(ATTRIBUTABLE)
+    return (
+        frame.join(shared, on="serialNumber", how="left")
+        .with_columns(nw.col("_shared").is_null().alias(ATTRIBUTABLE))
+        .drop("_shared")
     )
 
 

@@ -149,3 +149,14 @@ def test_a_second_writer_waits_for_the_lock_then_says_who_holds_it(tmp_path):
         pass
     with second.lock("stedi-etl ingest", timeout=0.3):  # free again once the first is done
         pass
+
+
+def test_a_second_run_does_not_audit_again(wh, monkeypatch):
+    run(wh, KEY)
+    import stedi.audit
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the audit ran again although nothing it reads changed")
+
+    monkeypatch.setattr(stedi.audit, "audit", must_not_run)
+    assert not run(wh, KEY).changed
