@@ -271,7 +271,7 @@ def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[s
 
 def _json_array(data: bytes) -> list | None:
     """The records of a file holding one JSON array (as ingest reads it), else ``None``."""
-    if data.lstrip()[:1] != b"[":
+    if not re.match(rb"\s*\[", data):
         return None
     try:
         items = json.loads(data)

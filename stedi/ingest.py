@@ -426,9 +426,12 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
     return table
 
 
+_STARTS_AS_ARRAY = re.compile(rb"\s*\[")
+
+
 def _array_as_lines(data: bytes) -> bytes:
     """A file holding one JSON array of records, as one record a line; any other file as it is."""
-    if data.lstrip()[:1] != b"[":
+    if not _STARTS_AS_ARRAY.match(data):  # looks at the leading bytes only: no copy of the file
         return data
     try:
         items = json.loads(data)
