@@ -125,6 +125,8 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     landed = sum(f.rows_landed for f in summary.files)
     bad = sum(f.rows_quarantined for f in summary.files)
     suppressed = sum(f.rows_suppressed for f in summary.files)
+    if summary.reasons:
+        _print_table("set aside, by reason", ("reason", "lines"), sorted(summary.reasons.items(), key=lambda kv: (-kv[1], kv[0])))
     _console().print(
         f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
         f"{landed} row(s) landed, {bad} quarantined, {suppressed} skipped as erased people"

@@ -74,6 +74,8 @@ class FileResult:
 class IngestSummary:
     batch_id: str
     files: list[FileResult] = field(default_factory=list)
+    #: Lines set aside, by kind of reason (the reason without the value that broke it).
+    reasons: collections.Counter = field(default_factory=collections.Counter)
 
     @property
     def ingested(self) -> list[FileResult]:
@@ -183,6 +185,7 @@ def _ingest(wh: Warehouse, found: list[tuple[str, Path]], key: bytes | None) -> 
             known[f.sha256] = f.path.name
             good, bad = f.parsed
             quarantined.append(bad)
+            batch.reasons.update(reason.split(": ")[0] for reason in bad["reason"].to_pylist())
             batch.files.append(
                 FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
             )

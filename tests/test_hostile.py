@@ -112,3 +112,25 @@ def test_unknown_fields_are_kept_in_the_landing_record(tmp_path):
     extra = wh.scan("accelerometer_landing").collect().sort("_line_number")["_extra"].to_list()
     assert json.loads(extra[0]) == {"battery": 0.9, "meta": {"os": "android"}}
     assert extra[1] is None
+
+
+def test_the_ingest_summary_counts_each_kind_of_bad_line(tmp_path):
+    from click.testing import CliRunner
+
+    from stedi.cli import cli
+
+    folder = tmp_path / "src" / "accelerometer" / "landing"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_bytes(
+        LINE + b"\nnope\n{oops\n" + _line(x="half") + b"\n" + _line(y="many") + b"\n" + LINE.replace(b"Ann", b"\xff") + b"\n"
+    )
+    summary = ingest(Warehouse.open(Settings(warehouse=tmp_path / "wh")), tmp_path / "src", KEY)
+    assert dict(summary.reasons) == {
+        "not valid JSON": 2,
+        'field "x" is a string that is not exactly a double': 1,
+        'field "y" is a string that is not exactly a double': 1,
+        "not valid UTF-8": 1,
+    }
+    result = CliRunner().invoke(cli, ["--warehouse", str(tmp_path / "wh2"), "ingest", str(tmp_path / "src")])
+    assert result.exit_code == 0, result.output
+    assert "set aside, by reason" in result.output and "not valid UTF-8" in result.output
