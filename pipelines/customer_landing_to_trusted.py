@@ -9,7 +9,7 @@ record consented.
 
 import narwhals as nw
 
-from stedi.privacy import RECORD_ORDER, has_research_consent, normalise_email
+from stedi.privacy import has_research_consent, latest_records
 
 INPUTS = ("customer_landing",)
 OUTPUT = "customer_trusted"
@@ -29,8 +29,6 @@ COLUMNS = (
 
 
 def transform(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
-    records = customer_landing.with_columns(email=normalise_email("email"))
-
-    latest = records.unique(subset=["email"], keep="last", order_by=list(RECORD_ORDER))
+    latest = latest_records(customer_landing)
 
     return latest.filter(has_research_consent()).select(COLUMNS)

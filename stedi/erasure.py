@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import narwhals as nw
 import polars as pl
 import pyarrow as pa
 from pyiceberg.expressions import In
@@ -35,6 +36,7 @@ from pyiceberg.expressions import In
 from stedi import privacy
 from stedi.contracts import contract, load_contracts
 from stedi.errors import StediError
+from stedi.ingest import blank_records
 from stedi.warehouse import Change, Staged, Warehouse, write_durably
 
 # Deliberately plain: one @, a dot in the domain, no spaces, quotes, brackets or separators. Not a
@@ -105,10 +107,10 @@ def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
     summary = ForgetSummary(erasure_id=f"forget-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     with wh.lock("stedi-etl forget"):
         # Whose serial numbers: every customer record of the person; kept if anyone else has it too.
-        customers = wh.scan("customer_landing").select(
-            email=pl.col("email").str.strip_chars().str.to_lowercase(), serial=pl.col("serialNumber")
+        customers = nw.from_native(wh.scan("customer_landing")).select(
+            privacy.normalise_email("email"), nw.col("serialNumber").alias("serial")
         )
-        owners = customers.unique().collect()
+        owners = customers.unique().to_native().collect()
         theirs = owners.filter(pl.col("email").is_in(people))
         shared = set(owners.filter(~pl.col("email").is_in(people) & pl.col("serial").is_in(theirs["serial"].to_list()))["serial"])
         serial_owner = {s: e for e, s in theirs.iter_rows() if s not in shared}
@@ -134,7 +136,7 @@ def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
         if rewritten:
             staged.append(wh.stage(Change("ingest_manifest", _manifest_after(wh, rewritten, now), "overwrite", props)))
         suppressed = [("email", keys[e]) for e in people] + [("serialNumber", privacy.keyed_hash(s, key)) for s in serial_owner]
-        known = _suppressed(wh)
+        known = set().union(*wh.suppressed().values())
         new = [
             {"kind": kind, "key_hash": h, "suppressed_at": now, "erasure_id": summary.erasure_id}
             for kind, h in suppressed
@@ -192,15 +194,10 @@ def _find_rows(
         lookup = owner_of[kind]
         if not lookup:
             return
-        value = pl.col(column)
-        normal = value.str.strip_chars().str.to_lowercase() if kind == "email" else value
+        normal = privacy.normalise_email(column) if kind == "email" else nw.col(column)
         lineage = [c for c in ("_source_file", "_line_number") if c in contract(name).column_names]
-        found = (
-            wh.scan(name)
-            .select(value.alias("stored"), normal.alias("normal"), *lineage)
-            .filter(pl.col("normal").is_in(list(lookup)))
-            .collect()
-        )
+        rows = nw.from_native(wh.scan(name)).select(nw.col(column).alias("stored"), normal.alias("normal"), *lineage)
+        found = rows.to_native().filter(pl.col("normal").is_in(list(lookup))).collect()
         if not found.height:
             return
         deletes[name] = (column, found["stored"].unique().to_list())
@@ -247,37 +244,12 @@ def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[s
     for rel, numbers in sorted(lines.items()):
         path = wh.root / rel
         try:
-            content = path.read_bytes().split(b"\n")
+            data, blanked = blank_records(path.read_bytes(), numbers)
         except FileNotFoundError:
             continue  # already gone: nothing of the person left in it
-        items = _json_array(b"\n".join(content))
-        blanked = 0
-        if items is not None:  # a file of one JSON array: records are numbered by position
-            for n in numbers:
-                if 0 < n <= len(items) and items[n - 1] is not None:
-                    items[n - 1] = None
-                    blanked += 1
-            data = json.dumps(items, ensure_ascii=False).encode("utf-8") + b"\n"
-        else:
-            for n in numbers:
-                if 0 < n <= len(content) and content[n - 1].strip():
-                    content[n - 1] = b""
-                    blanked += 1
-            data = b"\n".join(content)
         write_durably(path, data)
         rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), blanked)
     return rewritten
-
-
-def _json_array(data: bytes) -> list | None:
-    """The records of a file holding one JSON array (as ingest reads it), else ``None``."""
-    if not re.match(rb"\s*\[", data):
-        return None
-    try:
-        items = json.loads(data)
-    except ValueError:
-        return None
-    return items if isinstance(items, list) else None
 
 
 def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], now: datetime) -> pa.Table:
@@ -298,6 +270,3 @@ def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], n
     )
     return merged.select(contract("ingest_manifest").column_names).to_arrow()
 
-
-def _suppressed(wh: Warehouse) -> set[str]:
-    return set(wh.scan("suppression_list").select("key_hash").collect()["key_hash"].to_list())

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -289,17 +289,11 @@ class Suppression:
 
     @classmethod
     def load(cls, wh: Warehouse, key: bytes | None) -> Suppression | None:
-        table = wh.table("suppression_list")
-        if table.current_snapshot() is None:
+        hashes = wh.suppressed()
+        if not hashes:
             return None
-        rows = table.scan(selected_fields=("kind", "key_hash")).to_arrow().to_pylist()
-        if not rows:
-            return None
-        hashes: dict[str, set[str]] = collections.defaultdict(set)
-        for row in rows:
-            hashes[row["kind"]].add(row["key_hash"])
         key = key if key is not None else privacy.pseudonym_key(wh.settings.pseudonym_key, wh.private_dir)
-        return cls(key, {k: frozenset(v) for k, v in hashes.items()})
+        return cls(key, hashes)
 
     def _is_suppressed(self, kind: str, value: str) -> bool:
         return privacy.keyed_hash(value, self.key) in self.hashes.get(kind, ())
@@ -334,11 +328,8 @@ class Suppression:
 
 
 def _blank(stored: Path, data: bytes, numbers: list[int]) -> tuple[str, int]:
-    """Blank lines of the stored copy (line numbers of everyone else are kept); its new hash and size."""
-    lines = data.split(b"\n")
-    for n in numbers:
-        lines[n - 1] = b""
-    new = b"\n".join(lines)
+    """Blank records of the stored copy (everyone else's keep their numbers); its new hash and size."""
+    new, _ = blank_records(data, numbers)
     write_durably(stored, new)
     return hashlib.sha256(new).hexdigest(), len(new)
 
@@ -432,17 +423,44 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
 _STARTS_AS_ARRAY = re.compile(rb"\s*\[")
 
 
-def _array_as_lines(data: bytes) -> bytes:
-    """A file holding one JSON array of records, as one record a line; any other file as it is."""
+def json_array(data: bytes) -> list | None:
+    """The records of a raw file holding one JSON array, numbered by position; ``None`` for a
+    file of one record a line (numbered by line), including one that merely starts with ``[``."""
     if not _STARTS_AS_ARRAY.match(data):  # looks at the leading bytes only: no copy of the file
-        return data
+        return None
     try:
         items = json.loads(data)
     except ValueError:  # not one valid array after all: its lines are judged one by one
-        return data
-    if not isinstance(items, list):
+        return None
+    return items if isinstance(items, list) else None
+
+
+def _array_as_lines(data: bytes) -> bytes:
+    """A file holding one JSON array of records, as one record a line; any other file as it is."""
+    items = json_array(data)
+    if items is None:
         return data
     return b"".join(json.dumps(item, ensure_ascii=False).encode("utf-8") + b"\n" for item in items)
+
+
+def blank_records(data: bytes, numbers: Iterable[int]) -> tuple[bytes, int]:
+    """A raw file with the records ``numbers`` (as :func:`parse` numbers them) blanked: a line
+    emptied, or an array element set to ``null``, so every other record keeps its number.
+    Returns the new content and how many records were blanked."""
+    items = json_array(data)
+    blanked = 0
+    if items is not None:
+        for n in numbers:
+            if 0 < n <= len(items) and items[n - 1] is not None:
+                items[n - 1] = None
+                blanked += 1
+        return json.dumps(items, ensure_ascii=False).encode("utf-8") + b"\n", blanked
+    lines = data.split(b"\n")
+    for n in numbers:
+        if 0 < n <= len(lines) and lines[n - 1].strip():
+            lines[n - 1] = b""
+            blanked += 1
+    return b"\n".join(lines), blanked
 
 
 def _split_lines(data: bytes) -> tuple[pa.Table, pa.Table]:

@@ -44,6 +44,13 @@ def normalise_email(column: str) -> nw.Expr:
     return nw.col(column).str.strip_chars().str.to_lowercase()
 
 
+def latest_records(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
+    """Each customer's latest record (in :data:`RECORD_ORDER`), ``email`` normalised: the record
+    that decides their consent and their device."""
+    records = customer_landing.with_columns(email=normalise_email("email"))
+    return records.unique(subset=["email"], keep="last", order_by=list(RECORD_ORDER))
+
+
 def has_research_consent() -> nw.Expr:
     """A customer record consents to research when ``shareWithResearchAsOfDate`` is set.
 
@@ -62,9 +69,7 @@ def only_consenting(frame: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, emai
 def shared_devices(customer_landing: nw.LazyFrame) -> nw.LazyFrame:
     """Serial numbers registered to more than one customer (by their latest records): a reading
     of such a device cannot be attributed to one person, who may never have consented."""
-    records = customer_landing.with_columns(email=normalise_email("email"))
-    latest = records.unique(subset=["email"], keep="last", order_by=list(RECORD_ORDER))
-    owners = latest.group_by("serialNumber").agg(nw.col("email").n_unique().alias("owners"))
+    owners = latest_records(customer_landing).group_by("serialNumber").agg(nw.col("email").n_unique().alias("owners"))
     return owners.filter(nw.col("owners") > 1).select("serialNumber")
 
 

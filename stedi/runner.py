@@ -254,12 +254,6 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes, params: Mapping[st
     return prints
 
 
-def _stored(wh: Warehouse, name: str, prop: str) -> str | None:
-    """A property stamped on the current snapshot of table ``name`` by the run that wrote it."""
-    snap = wh.table(name).current_snapshot()
-    return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
-
-
 def run(
     wh: Warehouse,
     key: bytes,
@@ -349,7 +343,7 @@ def _run(
     params = {**DEFAULT_PARAMS, "consent_scope": scope}
     summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", consent_scope=scope)
     prints = _fingerprints(jobs, wh, key, params)
-    stale = [j for j in jobs if full_refresh or _stored(wh, j.output, "stedi.fingerprint") != prints[j.output]]
+    stale = [j for j in jobs if full_refresh or wh.snapshot_property(j.output, "stedi.fingerprint") != prints[j.output]]
     notify = progress or (lambda job, state: None)
 
     results = (
@@ -358,8 +352,8 @@ def _run(
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
-            outside = int(_stored(wh, job.output, "stedi.out-of-scope") or 0)
-            shared = int(_stored(wh, job.output, "stedi.unattributable") or 0)
+            outside = int(wh.snapshot_property(job.output, "stedi.out-of-scope") or 0)
+            shared = int(wh.snapshot_property(job.output, "stedi.unattributable") or 0)
             results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside, shared)
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])

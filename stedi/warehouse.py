@@ -236,6 +236,23 @@ class Warehouse:
             return []
         return [_local_path(task.file.file_path) for task in table.scan().plan_files()]
 
+    def snapshot_property(self, name: str, prop: str) -> str | None:
+        """A property stamped on the current snapshot of table ``name`` by whatever wrote it."""
+        snap = self.table(name).current_snapshot()
+        return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
+
+    def suppressed(self) -> dict[str, frozenset[str]]:
+        """The keyed hashes on the suppression list (people erased by forget), by kind:
+        ``email`` and ``serialNumber``."""
+        table = self.table("suppression_list")
+        if table.current_snapshot() is None:
+            return {}
+        rows = table.scan(selected_fields=("kind", "key_hash")).to_arrow()
+        hashes: dict[str, set[str]] = {}
+        for kind, h in zip(rows["kind"].to_pylist(), rows["key_hash"].to_pylist(), strict=True):
+            hashes.setdefault(kind, set()).add(h)
+        return {kind: frozenset(v) for kind, v in hashes.items()}
+
     def info(self, name: str) -> TableInfo:
         table = self.table(name)
         snap = table.current_snapshot()

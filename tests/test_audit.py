@@ -154,3 +154,20 @@ def test_a_run_whose_output_breaks_a_rule_commits_nothing(wh, monkeypatch):
         run(wh, KEY, full_refresh=True)
     assert any(str(v).startswith("accelerometer_trusted: customer without research consent") for v in err.value.violations)
     assert {name: wh.info(name).snapshot_id for name in before} == before
+
+
+def test_a_run_audits_its_own_consent_scope_before_committing(tmp_path, monkeypatch):
+    """The scope checked is the one the run uses, not the one stamped on the tables before it."""
+    import pipelines.accelerometer_landing_to_trusted as job
+    from stedi import privacy
+
+    def all_of_them(frame, *, taken_at, consent_scope):  # the scope, forgotten
+        return privacy.mark_consent_scope(frame, taken_at=taken_at, consent_scope="all-history")
+
+    monkeypatch.setattr(job, "mark_consent_scope", all_of_them)
+    fresh = Warehouse.open(Settings(warehouse=tmp_path / "fresh", consent_scope="since-consent"))
+    ingest(fresh, write_landing(tmp_path / "src", [ANN], [reading(ANN["email"], T0), reading(ANN["email"], T0 + 20)]), KEY)
+    with pytest.raises(AuditError, match="nothing was committed") as err:
+        run(fresh, KEY)
+    assert any(str(v).startswith("accelerometer_trusted: reading before consent") for v in err.value.violations)
+    assert fresh.info("accelerometer_trusted").snapshot_id is None

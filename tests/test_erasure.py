@@ -239,3 +239,18 @@ def test_forget_in_a_file_holding_one_json_array(tmp_path):
     (stored,) = (wh.root / "landing" / "customer").iterdir()
     assert json.loads(stored.read_bytes())[1]["email"] == bob["email"]
     assert wh.scan("customer_trusted").collect()["email"].to_list() == [bob["email"].lower()]
+
+
+def test_a_suppressed_person_in_a_new_json_array_file_is_blanked_there(tmp_path):
+    ann, bob = customer("Ann A"), customer("Bob B")
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    forget(wh, KEY, [ann["email"]])  # asked to be forgotten before any data arrived
+    folder = tmp_path / "src" / "customer" / "landing"
+    folder.mkdir(parents=True)
+    (folder / "customers.json").write_text(json.dumps([bob, ann, bob | {"phone": "2"}], indent=2))
+    (result,) = ingest(wh, tmp_path / "src", KEY).files
+    assert (result.rows_landed, result.rows_suppressed) == (2, 1)
+    (stored,) = (wh.root / "landing" / "customer").iterdir()
+    records = json.loads(stored.read_bytes())
+    assert records[1] is None and records[0]["email"] == records[2]["email"] == bob["email"]
+    assert warehouse_mentions(wh, [ann["email"], ann["serialNumber"]]) == []
