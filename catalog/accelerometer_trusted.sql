@@ -1,5 +1,6 @@
 -- accelerometer_trusted: accelerometer readings of consenting customers only.
--- Grain: one row per landed reading whose user is in customer_trusted.
+-- Grain: one row per distinct reading (the same reading landed twice is one row) whose user is in
+-- customer_trusted.
 CREATE TABLE accelerometer_trusted (
     user      STRING NOT NULL COMMENT 'Email of the owner of the phone, trimmed and lower-cased',
     timestamp BIGINT NOT NULL COMMENT 'Reading time, epoch milliseconds',
@@ -13,8 +14,9 @@ CREATE TABLE accelerometer_trusted (
 )
 COMMENT 'Accelerometer readings of consenting customers'
 TBLPROPERTIES (
+    'stedi.owner' = 'user',
     'stedi.zone' = 'trusted',
-    'stedi.grain' = 'one row per reading',
+    'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.timestamp_in_ms' = 'drop',
     'stedi.rule.xyz_finite' = 'drop'
 );

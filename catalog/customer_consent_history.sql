@@ -17,4 +17,4 @@ CREATE TABLE customer_consent_history (
     line_number               BIGINT    NOT NULL COMMENT 'Line of that record in the raw file, from 1'
 )
 COMMENT 'Research consent of every customer over time, pseudonymised'
-TBLPROPERTIES ('stedi.zone' = 'trusted', 'stedi.grain' = 'one row per customer and consent version');
+TBLPROPERTIES ('stedi.owner' = 'customer_key', 'stedi.zone' = 'trusted', 'stedi.grain' = 'one row per customer and consent version');

@@ -20,4 +20,4 @@ CREATE TABLE customer_landing (
     _ingested_at              TIMESTAMP NOT NULL COMMENT 'When the line was ingested'
 )
 COMMENT 'Customer records as received'
-TBLPROPERTIES ('stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'customer');
+TBLPROPERTIES ('stedi.owner' = 'email', 'stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'customer');

@@ -19,6 +19,7 @@ CREATE TABLE customer_trusted (
 )
 COMMENT 'Consenting customers, latest record each'
 TBLPROPERTIES (
+    'stedi.owner' = 'email',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per customer',
     'stedi.rule.email_shaped' = 'drop',

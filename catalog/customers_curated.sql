@@ -13,4 +13,4 @@ CREATE TABLE customers_curated (
     last_reading_at           BIGINT NOT NULL COMMENT 'Last trusted accelerometer reading, epoch milliseconds'
 )
 COMMENT 'Consenting customers with accelerometer data, pseudonymised'
-TBLPROPERTIES ('stedi.zone' = 'curated', 'stedi.grain' = 'one row per customer');
+TBLPROPERTIES ('stedi.owner' = 'customer_key', 'stedi.zone' = 'curated', 'stedi.grain' = 'one row per customer');

@@ -1,5 +1,5 @@
 -- step_trainer_trusted: step trainer readings of devices owned by customers in customers_curated.
--- Grain: one row per landed reading.
+-- Grain: one row per distinct reading (the same reading landed twice is one row).
 CREATE TABLE step_trainer_trusted (
     sensorReadingTime  BIGINT NOT NULL COMMENT 'Reading time, epoch milliseconds',
     serialNumber       STRING NOT NULL COMMENT 'Serial number of the device',
@@ -12,8 +12,9 @@ CREATE TABLE step_trainer_trusted (
 )
 COMMENT 'Step trainer readings of curated customers'
 TBLPROPERTIES (
+    'stedi.owner' = 'serialNumber',
     'stedi.zone' = 'trusted',
-    'stedi.grain' = 'one row per reading',
+    'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.time_in_ms' = 'drop',
     'stedi.rule.distance_not_negative' = 'drop'
 );

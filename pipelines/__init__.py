@@ -4,6 +4,9 @@ Each module declares ``INPUTS`` (tables, or ``customer_pseudonyms``), ``OUTPUT``
 contract in catalog/) and a pure ``transform`` over narwhals lazy frames, with no I/O: the runner in
 ``stedi.runner`` reads the inputs and writes the output. A transform's keyword-only parameters are
 run settings (``consent_scope``), passed by the runner and part of the job's fingerprint.
+A transform must be local to a customer: its rows for a customer depend only on that customer's
+input rows (whose row is whose: ``stedi.owner`` in the contracts). ``APPENDS`` names the inputs it
+maps row by row, if any. Incremental runs rely on both (``stedi.incremental``).
 """
 
 #: Every job, in the order the original project ran them; the runner orders them by their inputs.

@@ -1,6 +1,7 @@
 """accelerometer_landing -> accelerometer_trusted.
 
-Grain: one row per landed accelerometer reading.
+Grain: one row per distinct accelerometer reading: the same reading landed twice (in two files, or
+twice in one) is one row.
 Keeps: readings whose ``user`` (normalised email) is a ``customer_trusted`` customer; under the
 ``since-consent`` scope, only those taken at or after the customer's ``shareWithResearchAsOfDate``.
 Join key: ``user`` = ``customer_trusted.email`` (no customer column is kept).
@@ -12,6 +13,8 @@ from stedi.privacy import IN_SCOPE, mark_consent_scope, normalise_email, only_co
 
 INPUTS = ("accelerometer_landing", "customer_trusted")
 OUTPUT = "accelerometer_trusted"
+#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
+APPENDS = ("accelerometer_landing",)
 
 
 def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
@@ -19,6 +22,8 @@ def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFram
 
     consenting = only_consenting(readings, customer_trusted, email_column="user")
 
-    return mark_consent_scope(consenting, taken_at="timestamp", consent_scope=consent_scope).select(
-        "user", "timestamp", "x", "y", "z", IN_SCOPE
+    return (
+        mark_consent_scope(consenting, taken_at="timestamp", consent_scope=consent_scope)
+        .select("user", "timestamp", "x", "y", "z", IN_SCOPE)
+        .unique()
     )

@@ -13,6 +13,8 @@ import narwhals as nw
 
 INPUTS = ("step_trainer_trusted", "accelerometer_trusted", "customers_curated", "customer_pseudonyms")
 OUTPUT = "machine_learning_curated"
+#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
+APPENDS = ("step_trainer_trusted", "accelerometer_trusted")
 
 
 def transform(

@@ -1,6 +1,6 @@
 """step_trainer_landing -> step_trainer_trusted.
 
-Grain: one row per landed step trainer reading.
+Grain: one row per distinct step trainer reading: the same reading landed twice is one row.
 Keeps: readings of devices whose ``serialNumber`` belongs to a ``customers_curated`` customer; under
 the ``since-consent`` scope, only those taken at or after that customer's
 ``shareWithResearchAsOfDate``. Never readings of a device registered to several customers (by their
@@ -14,6 +14,8 @@ from stedi.privacy import ATTRIBUTABLE, IN_SCOPE, mark_attributable, mark_consen
 
 INPUTS = ("step_trainer_landing", "customers_curated", "customer_landing")
 OUTPUT = "step_trainer_trusted"
+#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
+APPENDS = ("step_trainer_landing",)
 
 
 def transform(
@@ -26,6 +28,8 @@ def transform(
 
     readings = step_trainer_landing.join(devices, on="serialNumber", how="inner")
 
-    return mark_consent_scope(readings, taken_at="sensorReadingTime", consent_scope=consent_scope).select(
-        "sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE, ATTRIBUTABLE
+    return (
+        mark_consent_scope(readings, taken_at="sensorReadingTime", consent_scope=consent_scope)
+        .select("sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE, ATTRIBUTABLE)
+        .unique()
     )

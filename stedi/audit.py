@@ -19,9 +19,11 @@ Violations name tables, counts and keyed hashes, never an email.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import narwhals as nw
 import polars as pl
@@ -29,6 +31,9 @@ import polars as pl
 from stedi import privacy
 from stedi.contracts import load_contracts
 from stedi.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from stedi.incremental import People
 
 CURATED = ("customers_curated", "machine_learning_curated")
 #: Tables about what stedi did, not about people: the audit does not read them, and a run that
@@ -55,24 +60,30 @@ def audit(
     *,
     pending: Mapping[str, pl.LazyFrame] | None = None,
     consent_scope: str | None = None,
+    focus: People | None = None,
 ) -> list[Violation]:
     """Every violation of the privacy rules in the warehouse as it is now (empty: all is well).
 
     ``pending`` are tables a run is about to commit, by name, read instead of the committed ones
     (written with ``consent_scope``): a run audits what it would publish before publishing it.
+    ``focus`` limits the checks of rows to those people's rows: an incremental run, starting from a
+    warehouse that passed the audit, changes no one else's rows and no one else's state.
     """
     found: list[Violation] = []
-    people = _people(wh, key)
+    people = _people(wh, key, focus)
     suppressed = wh.suppressed()
     pending = pending or {}
 
     def current(name: str) -> pl.LazyFrame:
-        return pending[name] if name in pending else wh.scan(name)
+        frame = pending[name] if name in pending else wh.scan(name)
+        return focus.restrict(frame, name) if focus is not None else frame
 
     def scope_of(name: str) -> str | None:
         return consent_scope if name in pending else wh.snapshot_property(name, "stedi.consent-scope")
 
     tables = {name: current(name) for name in (*CURATED, "customer_trusted", "accelerometer_trusted", "step_trainer_trusted")}
+    if focus is not None:  # a few people's rows: read each table once, not once per check
+        tables = {name: frame.collect().lazy() for name, frame in tables.items()}
 
     counts: list[tuple[str, str, pl.LazyFrame, str]] = []
 
@@ -195,6 +206,28 @@ def state_digest(wh: Warehouse, key: bytes) -> str:
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
+def outputs_digest(wh: Warehouse, key: bytes) -> str:
+    """The part of :func:`state_digest` a run changes: the trusted and curated tables (and the
+    suppression list, the key and the audit's code), not the landing area that ingest appends to."""
+    contracts = load_contracts()
+    names = sorted(n for n, c in contracts.items() if c.zone in ("trusted", "curated")) + ["suppression_list"]
+    parts = [privacy.key_fingerprint(key), _code_digest(), *(f"{n}@{wh.info(n).snapshot_id}" for n in names)]
+    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
+
+
+def outputs_passed(wh: Warehouse, key: bytes) -> bool:
+    """Whether the trusted and curated tables, as they are now, passed the audit (with the landing
+    area as it was then: an incremental run checks what changed since, see :func:`audit` focus)."""
+    return _passed(wh).get("outputs") == outputs_digest(wh, key)
+
+
+def _passed(wh: Warehouse) -> dict[str, str]:
+    try:
+        return json.loads((wh.private_dir / PASSED).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def _code_digest() -> str:
     digest = hashlib.sha256()
     for module in (__file__, privacy.__file__):
@@ -207,9 +240,11 @@ def _landing_files(root: Path) -> list[Path]:
     return [p for p in landing.rglob("*") if p.is_file()] if landing.is_dir() else []
 
 
-def _people(wh: Warehouse, key: bytes) -> pl.LazyFrame:
-    """Every customer as of their latest record: email, serial, customer_key, consenting, consent_at."""
-    latest = privacy.latest_records(nw.from_native(wh.scan("customer_landing")))
+def _people(wh: Warehouse, key: bytes, focus: People | None = None) -> pl.LazyFrame:
+    """Every customer (or those of ``focus``) as of their latest record: email, serial,
+    customer_key, consenting, consent_at."""
+    landing = wh.scan("customer_landing")
+    latest = privacy.latest_records(nw.from_native(focus.restrict(landing, "customer_landing") if focus is not None else landing))
     native = latest.select(
         "email",
         nw.col("serialNumber").alias("serial"),
@@ -224,19 +259,15 @@ def _people(wh: Warehouse, key: bytes) -> pl.LazyFrame:
 def audit_unless_unchanged(wh: Warehouse, key: bytes) -> list[Violation]:
     """:func:`audit`, skipped when nothing it depends on changed since an audit that passed (so a
     run with nothing new stays cheap). Only a passing audit is remembered."""
-    marker = wh.private_dir / PASSED
-    digest = state_digest(wh, key)
-    try:
-        if marker.read_text() == digest:
-            return []
-    except FileNotFoundError:
-        pass
+    if _passed(wh).get("state") == state_digest(wh, key):
+        return []
     found = audit(wh, key)
     if not found:
-        marker.write_text(digest)
+        remember_passed(wh, key)
     return found
 
 
 def remember_passed(wh: Warehouse, key: bytes) -> None:
     """Record that the warehouse as it is now passed the audit (a run audited what it committed)."""
-    (wh.private_dir / PASSED).write_text(state_digest(wh, key))
+    marker = {"state": state_digest(wh, key), "outputs": outputs_digest(wh, key)}
+    (wh.private_dir / PASSED).write_text(json.dumps(marker))

@@ -121,6 +121,13 @@ class Contract:
     def required(self) -> list[str]:
         return [c.name for c in self.columns if c.required]
 
+    @property
+    def owner(self) -> str | None:
+        """The column saying whose row this is (TBLPROPERTIES ``stedi.owner``): an email
+        (``email``, ``user``), a ``customer_key`` or a device's ``serialNumber``. Incremental runs
+        recompute a table's rows by owner."""
+        return dict(self.properties).get("stedi.owner")
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -208,6 +215,9 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.zone' must be one of {ZONES}, got {zone!r}")
     if not columns:
         raise ContractError(f"{source}: table {name} declares no columns")
+    owner = props.get("stedi.owner")
+    if owner is not None and owner not in {c.name for c in columns}:
+        raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner' names {owner!r}, which is not a column")
     rules = []
     for rule_name, predicate in checks:
         action = props.get(f"stedi.rule.{rule_name}", "drop")

@@ -10,6 +10,7 @@ Polars and pyarrow are imported only when a job has to run: the no-op path stays
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import graphlib
 import hashlib
 import importlib
@@ -36,6 +37,8 @@ from stedi.warehouse import Change, Staged, Warehouse
 if TYPE_CHECKING:
     import polars as pl
 
+    from stedi import incremental
+
 PSEUDONYMS = "customer_pseudonyms"
 
 
@@ -49,6 +52,7 @@ class Job:
     transform: Callable[..., nw.LazyFrame]
     code_hash: str
     parameters: tuple[str, ...] = ()  # keyword-only parameters of the transform: run settings
+    appends: tuple[str, ...] = ()  # inputs the transform maps row by row (see stedi.incremental)
 
     @property
     def contract(self) -> Contract:
@@ -76,6 +80,7 @@ def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
             parameters=tuple(
                 p.name for p in inspect.signature(module.transform).parameters.values() if p.kind is p.KEYWORD_ONLY
             ),
+            appends=tuple(getattr(module, "APPENDS", ())),
         )
     graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
     try:
@@ -167,20 +172,29 @@ def evaluate(
         result = job.transform(
             *(nw.from_native(get(name)) for name in job.inputs), **{p: params[p] for p in job.parameters}
         )
-        native = engine.materialize(result)
-        markers = [m for m in privacy.MARKERS if m in result.collect_schema()]
-        if markers:
-            frame = nw.from_native(native)
-            counts = frame.select(*((~nw.col(m)).cast(nw.Int64).sum().alias(m) for m in markers)).collect()
-            counts = {m: int(counts[m][0] or 0) for m in markers}
-            if dropped is not None:
-                dropped[job.output] = counts
-            # nothing to drop (the usual case): dropping the columns is free, filtering copies every row
-            keep = nw.all_horizontal(*(nw.col(m) for m in markers), ignore_nulls=False)
-            kept = (frame.filter(keep) if any(counts.values()) else frame).drop(*markers)
-            native = engine.materialize(kept) if any(counts.values()) else kept.to_native()
+        native = drop_marked(job, result, engine, dropped)
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
+
+
+def drop_marked(job: Job, result: nw.LazyFrame, engine: Engine, dropped: dict[str, dict[str, int]] | None) -> Any:
+    """Compute a job's output; drop the rows it marks as not to keep (``privacy.MARKERS``) and the
+    marker columns, adding the counts to ``dropped[job.output]``. Returns a native lazy frame."""
+    native = engine.materialize(result)
+    markers = [m for m in privacy.MARKERS if m in result.collect_schema()]
+    if not markers:
+        return native
+    frame = nw.from_native(native)
+    counts = frame.select(*((~nw.col(m)).cast(nw.Int64).sum().alias(m) for m in markers)).collect()
+    counts = {m: int(counts[m][0] or 0) for m in markers}
+    if dropped is not None:
+        totals = dropped.setdefault(job.output, {})
+        for m, n in counts.items():
+            totals[m] = totals.get(m, 0) + n
+    # nothing to drop (the usual case): dropping the columns is free, filtering copies every row
+    keep = nw.all_horizontal(*(nw.col(m) for m in markers), ignore_nulls=False)
+    kept = (frame.filter(keep) if any(counts.values()) else frame).drop(*markers)
+    return engine.materialize(kept) if any(counts.values()) else kept.to_native()
 
 
 def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -215,6 +229,7 @@ class JobResult:
     rows_out_of_scope: int = 0
     rows_unattributable: int = 0
     rules: dict = field(default_factory=dict)  # rule name -> {"action", "passed", "failed"}
+    rows_removed: int = 0  # an incremental run's rows deleted to be recomputed
 
 
 @dataclass
@@ -223,6 +238,9 @@ class RunSummary:
     consent_scope: str = DEFAULT_PARAMS["consent_scope"]
     results: list[JobResult] = field(default_factory=list)
     seconds: float = 0.0
+    mode: str = "full"  # "full": every stale table rebuilt; "incremental": see stedi.incremental
+    changed_customers: int = 0  # an incremental run's customers recomputed whole
+    reading_customers: int = 0  # an incremental run's customers with new readings only
 
     @property
     def out_of_scope(self) -> int:
@@ -299,6 +317,8 @@ def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
                 "seconds": round(r.seconds, 3),
                 "rows_in": r.rows_in,
                 "rows_out": r.rows_out,
+                "rows_removed": r.rows_removed,
+                "mode": summary.mode if r.status == "updated" else None,
                 "rows_quarantined": r.rows_quarantined,
                 "rows_out_of_scope": r.rows_out_of_scope,
                 "rows_unattributable": r.rows_unattributable,
@@ -345,10 +365,17 @@ def _run(
     prints = _fingerprints(jobs, wh, key, params)
     stale = [j for j in jobs if full_refresh or wh.snapshot_property(j.output, "stedi.fingerprint") != prints[j.output]]
     notify = progress or (lambda job, state: None)
+    engine = engine or PolarsEngine()
 
-    results = (
-        _run_stale(wh, stale, key, engine or PolarsEngine(), prints, params, summary.run_id, notify, audit) if stale else {}
-    )
+    plan = None
+    if stale and not full_refresh and isinstance(engine, PolarsEngine):
+        from stedi import incremental
+
+        plan = incremental.plan(wh, jobs, key, params)
+    if plan is not None:
+        summary.mode = "incremental"
+        summary.changed_customers, summary.reading_customers = len(plan.changed.emails), len(plan.readers.emails)
+    results = _run_stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit, plan) if stale else {}
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
@@ -380,10 +407,15 @@ def _run_stale(
     run_id: str,
     notify: Callable[[str, str], None],
     audit: bool,
+    plan: incremental.Plan | None = None,
 ) -> dict[str, JobResult]:
-    """Evaluate the stale jobs; write each output's files while the next job computes; audit what is
-    about to be published while the last files are written; commit all, unless the audit objects."""
+    """Evaluate the stale jobs (all their rows, or with ``plan`` only the rows of the people it
+    touches); write each output's files while the next job computes; audit what is about to be
+    published while the last files are written; commit all, unless the audit objects."""
     import polars as pl
+
+    from stedi import incremental
+    from stedi.quality import apply_rules
 
     results: dict[str, JobResult] = {}
     quarantined: list[pl.DataFrame] = []
@@ -392,11 +424,16 @@ def _run_stale(
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
     staged: list[Future[Staged]] = []
     dropped: dict[str, dict[str, int]] = {}
-    outputs: dict[str, pl.LazyFrame] = {}
+    outputs: dict[str, pl.LazyFrame] = {}  # each output as it will be once committed
+    reads = incremental.read_properties(wh, load_jobs())
+    if audit and plan is not None:
+        from stedi.audit import outputs_passed
 
-    def check(job: Job, frame: pl.LazyFrame) -> pl.LazyFrame:
-        from stedi.quality import apply_rules
+        passed_before = outputs_passed(wh, key)
+    else:
+        passed_before = False
 
+    def check(job: Job, frame: pl.LazyFrame, remove: incremental.People | None = None) -> pl.LazyFrame:
         good, bad = split_invalid(frame.collect(), job.contract)
         good, broke_rules, rules = apply_rules(good, job.contract)
         bad = pl.concat([bad, broke_rules])
@@ -412,9 +449,23 @@ def _run_stale(
             "stedi.out-of-scope": str(dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0)),
             "stedi.unattributable": str(dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0)),
             "stedi.rules": json.dumps(rule_results, sort_keys=True),
+            incremental.READ: reads[job.output],
+            incremental.CODE: incremental.code_print(job, params, key),
         }
+        removed = 0
+        if remove is None:
+            change = Change(job.output, good, "overwrite", props)
+            outputs[job.output] = good.lazy()
+        else:
+            committed = wh.scan(job.output)
+            leaving = remove.restrict(committed, job.output) if remove else committed.head(0)
+            removed = leaving.select(pl.len()).collect().item()
+            # a delete that matches no row still reads every file (no statistics on personal columns)
+            change = Change(job.output, good, "replace", props, remove.where(job.output) if removed else None)
+            staying = committed.join(leaving, on=committed.collect_schema().names(), how="anti", nulls_equal=True) if removed else committed
+            outputs[job.output] = pl.concat([staying, good.lazy()])
         # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
-        staged.append(writer.submit(lambda: wh.stage(Change(job.output, good.to_arrow(), "overwrite", props))))
+        staged.append(writer.submit(lambda: wh.stage(dataclasses.replace(change, data=change.data.to_arrow()))))
         primary = job.inputs[0]
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
@@ -430,18 +481,29 @@ def _run_stale(
             dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0),
             dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0),
             rule_results,
+            removed,
         )
         clock[0] = now
         notify(job.name, "done")
-        outputs[job.output] = good.lazy()
-        return outputs[job.output]
+        return good.lazy()
 
     for job in stale:
         notify(job.name, "queued")
     try:
         with writer:
             try:
-                evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
+                if plan is None:
+                    evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
+                else:
+                    incremental.evaluate(
+                        stale,
+                        plan,
+                        wh.scan,
+                        engine,
+                        params=params,
+                        finish=lambda job, result: drop_marked(job, result, engine, dropped),
+                        after=check,
+                    )
             except StediError:
                 raise
             except Exception as err:  # a transform failed: nothing was committed
@@ -460,7 +522,9 @@ def _run_stale(
             if audit:
                 from stedi.audit import audit as audit_tables
 
-                found = audit_tables(wh, key, pending=outputs, consent_scope=params["consent_scope"])
+                # After an audit that passed, an incremental run only needs the people it touched checked.
+                focus = (plan.changed | plan.readers) if passed_before else None
+                found = audit_tables(wh, key, pending=outputs, consent_scope=params["consent_scope"], focus=focus)
                 if found:
                     raise AuditError(
                         f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found

@@ -41,6 +41,7 @@ from stedi.privacy import PERSONAL_COLUMNS
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
+    from pyiceberg.expressions import BooleanExpression
 
 NAMESPACE = "stedi"
 
@@ -83,12 +84,14 @@ class TableInfo:
 
 @dataclass(frozen=True)
 class Change:
-    """One table's part of a commit: rows to append, or the table's new content."""
+    """One table's part of a commit: rows to append, the table's new content, or rows replacing
+    those that ``where`` matches (no row deleted when it is None)."""
 
     table: str
     data: pa.Table | pa.RecordBatchReader
-    mode: Literal["append", "overwrite"]
+    mode: Literal["append", "overwrite", "replace"]
     properties: dict[str, str] = field(default_factory=dict)
+    where: BooleanExpression | None = None
 
 
 @dataclass(frozen=True)
@@ -274,8 +277,13 @@ class Warehouse:
         data = change.data if isinstance(change.data, pa.RecordBatchReader) else contract(change.table).conform(change.data)
         table = self.table(change.table)
         tx = table.transaction()
-        write = tx.append if change.mode == "append" else tx.overwrite
-        write(data, snapshot_properties=change.properties)
+        if change.mode == "overwrite":
+            tx.overwrite(data, snapshot_properties=change.properties)
+        elif change.mode == "replace" and change.where is not None:
+            # copy-on-write: only the files holding a matching row are rewritten
+            tx.overwrite(data, overwrite_filter=change.where, snapshot_properties=change.properties)
+        else:
+            tx.append(data, snapshot_properties=change.properties)
         return Staged(change.table, tx)
 
     def commit_staged(self, staged: list[Staged]) -> None:

@@ -54,9 +54,23 @@ def test_accelerometer_trusted_keeps_only_consenting_users():
     ann, bob = customer("Ann A"), customer("Bob B", shareWithResearchAsOfDate=None)
     out = run_jobs(
         customers=[ann, bob],
-        readings=[reading(ann["email"]), reading(" ANN.A@test.com"), reading(bob["email"]), reading("nobody@test.com")],
+        readings=[reading(ann["email"]), reading(" ANN.A@test.com", T0 + 1), reading(bob["email"]), reading("nobody@test.com")],
     )
     assert emails(out["accelerometer_trusted"], "user") == ["ann.a@test.com", "ann.a@test.com"]
+
+
+def test_a_reading_landed_twice_is_kept_once_everywhere():
+    ann = customer("Ann A")
+    out = run_jobs(
+        customers=[ann],
+        # the same reading twice (the second with the email as the phone spelled it), and a different one
+        readings=[reading(ann["email"]), reading(" ANN.A@test.com"), reading(ann["email"], x=2.0)],
+        steps=[step(ann["serialNumber"]), step(ann["serialNumber"]), step(ann["serialNumber"], distanceFromObject=9)],
+    )
+    assert out["accelerometer_trusted"].height == 2
+    assert out["step_trainer_trusted"].height == 2
+    assert out["machine_learning_curated"].height == 4  # 2 device readings x 2 phone readings at T0
+    assert out["customers_curated"]["accelerometer_readings"].to_list() == [2]
 
 
 def test_customers_curated_is_one_row_per_customer_without_identifiers():
