@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,8 @@ DATA = ROOT / "bench" / ".data"
 BIN = Path(sys.executable).parent
 STARTER_CUSTOMERS = 956
 TARGETS = {1: 2.0, 100: 12.0}  # seconds, ingest + run
+INCREMENTAL_TARGET = 0.10  # a run after appending 1% new readings, as a share of a full run (100x)
+DAY_MS = 86_400_000
 NOOP_TARGET = 1.0  # seconds, a second run with nothing new, at 1x
 MEMORY_TARGET_GB = 3.0  # at 100x
 
@@ -98,6 +101,68 @@ def bench_stedi(source: Path, work: Path, attempt: int = 0) -> dict:
     }
 
 
+def appended(scale: int, how: str) -> Path:
+    """1% more readings for the ``scale`` data set, a day after the originals (cached):
+    ``sessions``: every reading of 1% of the customers (new sessions of a few customers, as a day
+    of use brings); ``spread``: every 100th reading of everyone (a little new data for everyone)."""
+    import polars as pl
+
+    source, folder = dataset(scale), DATA / f"{scale}x-append-{how}"
+    if (folder / ".complete").exists():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    phone = pl.scan_ndjson(sorted((source / "accelerometer" / "landing").glob("*.json")))
+    device = pl.scan_ndjson(sorted((source / "step_trainer" / "landing").glob("*.json")))
+    if how == "sessions":
+        users = phone.select("user").unique().sort("user").collect()["user"].sample(fraction=0.01, seed=scale)
+        customers = pl.scan_ndjson(sorted((source / "customer" / "landing").glob("*.json")))
+        serials = customers.filter(pl.col("email").is_in(users.implode())).select("serialNumber").unique().collect()
+        phone = phone.filter(pl.col("user").is_in(users.implode()))
+        device = device.filter(pl.col("serialNumber").is_in(serials["serialNumber"].implode()))
+    else:
+        phone = phone.gather_every(100, offset=7)
+        device = device.gather_every(100, offset=7)
+    for name, rows, at in (("accelerometer", phone, "timestamp"), ("step_trainer", device, "sensorReadingTime")):
+        out = folder / name / "landing"
+        out.mkdir(parents=True)
+        rows.with_columns(pl.col(at) + DAY_MS).collect().write_ndjson(out / f"{name}-append-{how}.json")
+    (folder / ".complete").touch()
+    return folder
+
+
+def _run_seconds(output: str) -> float:
+    """The run's own time, as ``stedi-etl run`` prints it (from its start, imports excluded)."""
+    return float(re.findall(r"in (\d+\.\d+)s", output)[-1])
+
+
+def bench_incremental(scale: int, work: Path) -> dict:
+    """A full run, then a run after ingesting 1% new readings (two ways), each checked against a
+    ``run --full-refresh`` of the same warehouse: same row counts."""
+    wh = work / "warehouse-incremental"
+    env = os.environ | {"STEDI_WAREHOUSE": str(wh)}
+    stedi = str(BIN / "stedi-etl")
+    timed([stedi, "ingest", str(dataset(scale))], env)
+    full_s, _, out = timed([stedi, "run"], env)
+    result = {"full": full_s, "full_inside": _run_seconds(out)}
+    for how in ("sessions", "spread"):
+        timed([stedi, "ingest", str(appended(scale, how))], env)
+        seconds, _, out = timed([stedi, "run"], env)
+        if "incremental" not in out:
+            raise SystemExit(f"the run after appending ({how}) was not incremental:\n{out}")
+        counts = _counts(env)
+        refresh_s, _, refresh_out = timed([stedi, "run", "--full-refresh"], env)
+        if _counts(env) != counts:
+            raise SystemExit(f"{how}: the incremental run's row counts differ from a full refresh's")
+        result[how] = {"run": seconds, "inside": _run_seconds(out), "refresh": refresh_s, "refresh_inside": _run_seconds(refresh_out)}
+    shutil.rmtree(wh)
+    return result
+
+
+def _counts(env: dict) -> dict:
+    _, _, tables = timed([str(BIN / "stedi-etl"), "tables", "--format", "json"], env)
+    return {row["table"]: row["rows"] for row in json.loads(tables) if row["table"] not in ("run_log", "quarantine")}
+
+
 def bench_baseline(engine: str, source: Path, work: Path, attempt: int = 0) -> dict:
     out_dir = work / f"{engine}-{attempt}"
     seconds, gb, out = timed([sys.executable, str(ROOT / "bench" / "baselines.py"), engine, str(source), str(out_dir)])
@@ -122,6 +187,8 @@ def main() -> None:
             result["duckdb"] = median_of(args.repeat, bench_baseline, "duckdb", source, work)
             if not args.no_spark:  # one run: it is by far the slowest
                 result["spark"] = bench_baseline("spark", source, work)
+            if scale == max(args.scales):
+                result["incremental"] = bench_incremental(scale, work)
         for engine in ("duckdb", "spark"):
             if engine in result:
                 for table, n in result[engine]["counts"].items():
@@ -182,6 +249,33 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             lines.append(f"- 1x second run with nothing new <= {NOOP_TARGET:.0f} s: {s['noop']:.2f} s, {_mark(s['noop'] <= NOOP_TARGET)}")
         if r["scale"] == 100:
             lines.append(f"- 100x peak memory <= {MEMORY_TARGET_GB:.0f} GB: {s['peak_gb']:.2f} GB, {_mark(s['peak_gb'] <= MEMORY_TARGET_GB)}")
+    inc = rows[-1].get("incremental")
+    if inc:
+        scale = rows[-1]["scale"]
+        lines += [
+            "",
+            f"Incremental runs at {scale}x (`bench_incremental`): a full `run` after ingesting the data set, then",
+            "1% more readings ingested and a plain `run`, checked against a `run --full-refresh` of the same",
+            "warehouse (same row counts). *sessions*: every reading of 1% of the customers, a day later (a day",
+            "of use: some customers, new sessions); *spread*: every 100th reading of everyone, a day later.",
+            "Process = the whole `stedi-etl run` process; inside = the run's own time as it prints it (after",
+            "the ~0.7 s of interpreter start and imports every process pays).",
+            "",
+            "| run | process | inside | share of the full run (inside) |",
+            "|---|---:|---:|---:|",
+            f"| full (first) run | {inc['full']:.2f} s | {inc['full_inside']:.2f} s | 100% |",
+        ]
+        for how in ("sessions", "spread"):
+            r = inc[how]
+            lines.append(f"| after 1% new readings, {how} | {r['run']:.2f} s | {r['inside']:.2f} s | {100 * r['inside'] / inc['full_inside']:.0f}% |")
+            lines.append(f"| `run --full-refresh` after it | {r['refresh']:.2f} s | {r['refresh_inside']:.2f} s | |")
+        share = inc["sessions"]["inside"] / inc["full_inside"]
+        lines.append("")
+        lines.append(
+            f"- {scale}x run after appending 1% new readings (sessions) <= {INCREMENTAL_TARGET:.0%} of a full run: "
+            f"{share:.0%} inside the run, {_mark(share <= INCREMENTAL_TARGET)}; "
+            f"{inc['sessions']['run'] / inc['full']:.0%} as whole processes"
+        )
     counts = rows[-1]["stedi"]["counts"]
     lines += ["", f"Row counts at {rows[-1]['scale']}x:", ""]
     lines += [f"- {t}: {n:,}" for t, n in counts.items()]

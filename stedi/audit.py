@@ -92,7 +92,8 @@ def audit(
 
     allowed = people.filter("consenting")
     erased_keys = list(suppressed.get("email", ()))
-    shared = privacy.shared_devices(nw.from_native(wh.scan("customer_landing"))).to_native()
+    # (the people of a focus include every owner of their devices: whether one is shared is known)
+    shared = privacy.shared_devices(nw.from_native(current("customer_landing"))).to_native()
     report(
         "device of several customers",
         "step_trainer_trusted",

@@ -182,14 +182,20 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str |
             summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh, consent_scope=consent_scope)
     except AuditError as err:
         _fail_on(err.violations, str(err))
+    incremental = summary.mode == "incremental"
     _print_table(
-        f"run {summary.run_id}",
-        ("job", "output", "status", "rows in", "rows out", "quarantined", "seconds"),
+        f"run {summary.run_id}" + (" (incremental)" if incremental else ""),
+        ("job", "output", "status", "rows in", "rows written", *(("rows removed",) if incremental else ()), "quarantined", "seconds"),
         [
-            (r.job, r.output, r.status, r.rows_in, r.rows_out, r.rows_quarantined, round(r.seconds, 2))
+            (r.job, r.output, r.status, r.rows_in, r.rows_out, *((r.rows_removed,) if incremental else ()), r.rows_quarantined, round(r.seconds, 2))
             for r in summary.results
         ],
     )
+    if incremental:
+        _console().print(
+            f"incremental: {summary.changed_customers} customer(s) recomputed whole (new records, first readings, "
+            f"shared devices), {summary.reading_customers} with new readings only; `run --full-refresh` rebuilds everything"
+        )
     if summary.unattributable:
         _console().print(
             f"{summary.unattributable} step trainer reading(s) kept out: their device is registered to several "

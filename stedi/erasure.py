@@ -19,6 +19,7 @@ someone else is not erased (their readings may be that other person's); it is re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -32,6 +33,7 @@ import narwhals as nw
 import polars as pl
 import pyarrow as pa
 from pyiceberg.expressions import In
+from pyiceberg.table import Transaction
 
 from stedi import privacy
 from stedi.contracts import contract, load_contracts
@@ -130,9 +132,8 @@ def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
         props = {"stedi.erasure-id": summary.erasure_id}
         staged: list[Staged] = []
         for name, (column, values) in deletes.items():
-            tx = wh.table(name).transaction()
-            tx.delete(In(column, values), snapshot_properties=props)
-            staged.append(Staged(name, tx))
+            delete = functools.partial(_delete, wh, name, In(column, values), props)
+            staged.append(Staged(name, delete(), delete))
         if rewritten:
             staged.append(wh.stage(Change("ingest_manifest", _manifest_after(wh, rewritten, now), "overwrite", props)))
         suppressed = [("email", keys[e]) for e in people] + [("serialNumber", privacy.keyed_hash(s, key)) for s in serial_owner]
@@ -172,6 +173,13 @@ def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
         wh.commit_staged([wh.stage(Change("erasure_log", pa.Table.from_pylist(log), "append", props))])
     return summary
 
+
+
+def _delete(wh: Warehouse, name: str, where: In, props: dict[str, str]) -> Transaction:
+    """A transaction deleting the rows of table ``name`` that ``where`` matches (copy-on-write)."""
+    tx = wh.table(name).transaction()
+    tx.delete(where, snapshot_properties=props)
+    return tx
 
 def _owner_lookup(people: list[str], keys: dict[str, str], serial_owner: dict[str, str]) -> dict[str, dict[str, str]]:
     """For each kind of identifying value (email, serial, key): value -> the person's email."""

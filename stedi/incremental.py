@@ -301,11 +301,10 @@ def evaluate(
             for i, name in enumerate(job.appends):
                 if not has_new(name):
                     continue
-                ins = {n: state(n, "R") for n in job.inputs}
-                ins[name] = state(name, "R", "new")
-                for later in job.appends[i + 1 :]:
-                    ins[later] = state(later, "R", "old")
-                rows = nw.from_native(finish(job, job.transform(*(ins[n] for n in job.inputs), **settings)))
+                later = job.appends[i + 1 :]
+                which = {n: "new" if n == name else "old" if n in later else "all" for n in job.inputs}
+                ins = [state(n, "R", which[n]) for n in job.inputs]
+                rows = nw.from_native(finish(job, job.transform(*ins, **settings)))
                 if name in plan.new:  # a landed row may repeat a reading already kept: keep it once
                     kept = rows_of("R", job.output)
                     rows = rows.join(kept, on=kept.columns, how="anti")

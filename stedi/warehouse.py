@@ -19,10 +19,11 @@ import contextlib
 import fcntl
 import json
 import os
+import random
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.table import Table, Transaction
 
 from stedi.config import Settings
@@ -54,6 +55,9 @@ TABLE_PROPERTIES = {
 
 #: Snapshots to go back to, written before a multi-table commit and removed after it.
 JOURNAL = "commit-journal.json"
+
+#: Retries of a table's commit when another writer committed to the table first.
+COMMIT_RETRIES = 4
 
 #: How long a command waits for another one writing to the same warehouse, by default.
 LOCK_TIMEOUT_S = 600.0
@@ -96,10 +100,13 @@ class Change:
 
 @dataclass(frozen=True)
 class Staged:
-    """A change whose data files are written and whose commit waits (a pyiceberg transaction)."""
+    """A change whose data files are written and whose commit waits (a pyiceberg transaction).
+    ``redo`` builds it again over the table as it is now, for a retry after another writer
+    committed to the table first; None when it cannot be rebuilt (its rows were a stream)."""
 
     table: str
     transaction: Transaction
+    redo: Callable[[], Transaction] | None = None
 
 
 class Warehouse:
@@ -274,17 +281,21 @@ class Warehouse:
         import pyarrow as pa
 
         # A stream of batches is conformed by whoever makes it; a table is conformed here.
-        data = change.data if isinstance(change.data, pa.RecordBatchReader) else contract(change.table).conform(change.data)
-        table = self.table(change.table)
-        tx = table.transaction()
-        if change.mode == "overwrite":
-            tx.overwrite(data, snapshot_properties=change.properties)
-        elif change.mode == "replace" and change.where is not None:
-            # copy-on-write: only the files holding a matching row are rewritten
-            tx.overwrite(data, overwrite_filter=change.where, snapshot_properties=change.properties)
-        else:
-            tx.append(data, snapshot_properties=change.properties)
-        return Staged(change.table, tx)
+        stream = isinstance(change.data, pa.RecordBatchReader)
+        data = change.data if stream else contract(change.table).conform(change.data)
+
+        def transaction() -> Transaction:
+            tx = self.table(change.table).transaction()
+            if change.mode == "overwrite":
+                tx.overwrite(data, snapshot_properties=change.properties)
+            elif change.mode == "replace" and change.where is not None:
+                # copy-on-write: only the files holding a matching row are rewritten
+                tx.overwrite(data, overwrite_filter=change.where, snapshot_properties=change.properties)
+            else:
+                tx.append(data, snapshot_properties=change.properties)
+            return tx
+
+        return Staged(change.table, transaction(), None if stream else transaction)
 
     def commit_staged(self, staged: list[Staged]) -> None:
         """Commit staged changes in order, all or nothing: if one fails, the tables already changed
@@ -301,7 +312,7 @@ class Warehouse:
         done: list[str] = []
         try:
             for s in staged:
-                s.transaction.commit_transaction()
+                self._commit(s)
                 done.append(s.table)
         except BaseException:
             for name in reversed(done):
@@ -309,6 +320,24 @@ class Warehouse:
             journal.unlink(missing_ok=True)
             raise
         journal.unlink(missing_ok=True)
+
+    def _commit(self, staged: Staged) -> None:
+        """Commit one table's change; when another writer committed to the table first (the
+        catalog refuses a commit made over an older snapshot), build the change again over the
+        table as it is now and retry, a few times, after a short random wait."""
+        for attempt in range(COMMIT_RETRIES + 1):
+            try:
+                staged.transaction.commit_transaction()
+                return
+            except CommitFailedException as err:
+                if staged.redo is None or attempt == COMMIT_RETRIES:
+                    raise StediError(
+                        f"table {staged.table}: another writer kept committing to it first ({err}); "
+                        "nothing of this command was kept: run it again"
+                    ) from err
+                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
+                self.table(staged.table).refresh()
+                staged = Staged(staged.table, staged.redo(), staged.redo)
 
     def recover(self) -> list[str]:
         """Finish what a killed commit left: put back the tables its journal names. Returns them.

@@ -184,3 +184,52 @@ def test_a_commit_killed_midway_is_put_back_by_the_next_writer(tmp_path, source)
         pass
     assert not journal.exists()
     assert all(wh.info(n).rows == 0 for n in ("customer_landing", "accelerometer_landing", "ingest_manifest"))
+
+
+def _quarantine_rows(reason: str):
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from stedi.contracts import contract
+
+    row = {"target_table": "customer_landing", "reason": reason, "raw": "{}", "batch_id": "b", "quarantined_at": datetime.now(UTC)}
+    return pa.Table.from_pylist([row], schema=contract("quarantine").arrow_schema())
+
+
+def test_a_catalog_commit_conflict_is_retried(tmp_path):
+    from stedi.warehouse import Change
+
+    # two writers' views of one catalog (say, two machines sharing a PostgreSQL catalog)
+    mine, theirs = (Warehouse.open(Settings(warehouse=tmp_path / "wh")) for _ in range(2))
+    mine.table("quarantine"), theirs.table("quarantine")
+    staged = mine.stage(Change("quarantine", _quarantine_rows("mine"), "append"))
+    theirs.commit_staged([theirs.stage(Change("quarantine", _quarantine_rows("theirs"), "append"))])
+    mine.commit_staged([staged])  # made over an older snapshot: refused by the catalog, rebuilt, retried
+    reasons = sorted(Warehouse.open(Settings(warehouse=tmp_path / "wh")).scan("quarantine").collect()["reason"])
+    assert reasons == ["mine", "theirs"]  # neither commit lost
+
+
+def test_a_commit_that_keeps_conflicting_fails_cleanly(tmp_path, monkeypatch):
+    from pyiceberg.exceptions import CommitFailedException
+    from pyiceberg.table import Transaction
+
+    from stedi import warehouse
+    from stedi.errors import StediError
+    from stedi.warehouse import Change
+
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    wh.commit_staged([wh.stage(Change("quarantine", _quarantine_rows("before"), "append"))])
+    attempts = []
+
+    def refuse(self):
+        attempts.append(1)
+        raise CommitFailedException("requirement failed: branch main has changed")
+
+    monkeypatch.setattr(Transaction, "commit_transaction", refuse)
+    monkeypatch.setattr(warehouse.random, "uniform", lambda a, b: 0.0)
+    with pytest.raises(StediError, match="another writer kept committing to it first"):
+        wh.commit_staged([wh.stage(Change("quarantine", _quarantine_rows("after"), "append"))])
+    assert len(attempts) == warehouse.COMMIT_RETRIES + 1
+    monkeypatch.undo()
+    assert Warehouse.open(Settings(warehouse=tmp_path / "wh")).scan("quarantine").collect()["reason"].to_list() == ["before"]
