@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pyiceberg.catalog.sql import SqlCatalog
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.table import Table, Transaction
 
 from stedi.config import Settings
@@ -322,14 +322,16 @@ class Warehouse:
         journal.unlink(missing_ok=True)
 
     def _commit(self, staged: Staged) -> None:
-        """Commit one table's change; when another writer committed to the table first (the
-        catalog refuses a commit made over an older snapshot), build the change again over the
-        table as it is now and retry, a few times, after a short random wait."""
+        """Commit one table's change. pyiceberg itself retries an append that another writer beat
+        to the catalog; it gives up on a change that conflicts with theirs (an overwrite or delete
+        over rows they added: ValidationException) or after its own retries. Then the change is
+        built again over the table as it is now and retried, a few times, after a short random
+        wait: a run's output replaces what the other writer left, an append adds to it."""
         for attempt in range(COMMIT_RETRIES + 1):
             try:
                 staged.transaction.commit_transaction()
                 return
-            except CommitFailedException as err:
+            except (CommitFailedException, ValidationException) as err:
                 if staged.redo is None or attempt == COMMIT_RETRIES:
                     raise StediError(
                         f"table {staged.table}: another writer kept committing to it first ({err}); "

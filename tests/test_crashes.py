@@ -197,17 +197,20 @@ def _quarantine_rows(reason: str):
     return pa.Table.from_pylist([row], schema=contract("quarantine").arrow_schema())
 
 
-def test_a_catalog_commit_conflict_is_retried(tmp_path):
+@pytest.mark.parametrize(("mode", "kept"), [("append", ["first", "mine", "theirs"]), ("overwrite", ["mine"])])
+def test_a_catalog_commit_conflict_is_retried(tmp_path, mode, kept):
     from stedi.warehouse import Change
 
     # two writers' views of one catalog (say, two machines sharing a PostgreSQL catalog)
     mine, theirs = (Warehouse.open(Settings(warehouse=tmp_path / "wh")) for _ in range(2))
-    mine.table("quarantine"), theirs.table("quarantine")
-    staged = mine.stage(Change("quarantine", _quarantine_rows("mine"), "append"))
-    theirs.commit_staged([theirs.stage(Change("quarantine", _quarantine_rows("theirs"), "append"))])
-    mine.commit_staged([staged])  # made over an older snapshot: refused by the catalog, rebuilt, retried
+    mine.commit_staged([mine.stage(Change("quarantine", _quarantine_rows("first"), "append"))])
+    theirs.table("quarantine")
+    staged = mine.stage(Change("quarantine", _quarantine_rows("mine"), mode))
+    theirs.commit_staged([theirs.stage(Change("quarantine", _quarantine_rows("theirs"), mode))])
+    # mine was made over an older snapshot: the catalog refuses it; it is rebuilt and retried
+    mine.commit_staged([staged])
     reasons = sorted(Warehouse.open(Settings(warehouse=tmp_path / "wh")).scan("quarantine").collect()["reason"])
-    assert reasons == ["mine", "theirs"]  # neither commit lost
+    assert reasons == kept  # appends: neither lost; overwrites: the last one wins, as two rebuilds would
 
 
 def test_a_commit_that_keeps_conflicting_fails_cleanly(tmp_path, monkeypatch):
