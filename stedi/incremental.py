@@ -165,18 +165,24 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     devices = column("step_trainer_landing", "serialNumber")
 
     landing = wh.table("customer_landing")
-    latest = _latest(wh.scan("customer_landing"))  # one row per customer and state: now, and before
-    if customers and base["customer_landing"] is not None:  # else nobody's latest record changed
-        latest = pl.concat([latest, _latest(pl.scan_iceberg(landing, snapshot_id=base["customer_landing"]))]).unique()
+    records = [_records(wh.scan("customer_landing"))]  # customer records now, and before if others
+    if customers and base["customer_landing"] is not None:
+        records.append(_records(pl.scan_iceberg(landing, snapshot_id=base["customer_landing"])))
+
+    def latest(emails: set[str]) -> pl.DataFrame:
+        """The latest record (email, serialNumber, consents), now and before, of these customers."""
+        return pl.concat([_latest(r.filter(pl.col("email").is_in(list(emails)))) for r in records])
 
     def serials_of(emails: set[str]) -> set[str]:
-        return _values(latest.filter(pl.col("email").is_in(list(emails))), "serialNumber")
+        return _values(latest(emails), "serialNumber")
 
     def owners_of(serials: set[str]) -> set[str]:
-        return _values(latest.filter(pl.col("serialNumber").is_in(list(serials))), "email")
+        # a customer whose latest record names a serial has some record naming it
+        candidates = set().union(*(_values(r.filter(pl.col("serialNumber").is_in(list(serials))), "email") for r in records))
+        return _values(latest(candidates).filter(pl.col("serialNumber").is_in(list(serials))), "email")
 
     # customers who enter customers_curated with their first reading
-    consenting = _values(latest.filter(pl.col("email").is_in(list(users)) & pl.col("consents")), "email")
+    consenting = _values(latest(users).filter("consents"), "email")
     entering: set[str] = set()
     if consenting:
         curated = set(wh.scan("customers_curated").select("customer_key").collect().to_series().to_list())
@@ -216,10 +222,16 @@ def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | Non
     return pl.scan_iceberg(table, from_snapshot_id_exclusive=since)
 
 
-def _latest(landing: pl.LazyFrame) -> pl.DataFrame:
-    """Each customer's latest record: email, serialNumber, consents (to research)."""
+def _records(landing: pl.LazyFrame) -> pl.DataFrame:
+    """The customer records' columns that decide a customer's latest record, email normalised."""
     needed = ["email", "serialNumber", "shareWithResearchAsOfDate", *privacy.RECORD_ORDER]
-    latest = privacy.latest_records(nw.from_native(landing).select(needed)).select(
+    frame = nw.from_native(landing).select(needed).with_columns(email=privacy.normalise_email("email"))
+    return frame.to_native().collect()
+
+
+def _latest(records: pl.DataFrame) -> pl.DataFrame:
+    """Each customer's latest record: email, serialNumber, consents (to research)."""
+    latest = privacy.latest_records(nw.from_native(records.lazy())).select(
         "email", "serialNumber", privacy.has_research_consent().alias("consents")
     )
     return latest.to_native().collect()
@@ -234,10 +246,12 @@ def _values(frame: pl.DataFrame, column: str) -> set[str]:
 
 @dataclass
 class Output:
-    """What an incremental run does to one table: delete ``remove``'s rows, add ``rows``."""
+    """What an incremental run does to one table: delete ``remove``'s rows, add ``rows``;
+    ``view`` is every row of the people touched (changed and readers) once committed."""
 
     rows: Any  # native frame
     remove: People
+    view: Any  # native frame
 
 
 def evaluate(
@@ -325,5 +339,8 @@ def evaluate(
             added[("C", job.output)] = kept.filter(of_changed).to_native()
         if recompute_readers:
             added[("R", job.output)] = kept.filter(~of_changed).to_native()
-        results[job.output] = Output(kept.to_native(), remove)
+        # the touched people's rows once committed: the readers' rows kept, and the rows added
+        keeps_readers = readers and not (recompute_readers and not job.appends)
+        view = nw.concat([rows_of("R", job.output), kept]) if keeps_readers else kept
+        results[job.output] = Output(kept.to_native(), remove, view.to_native())
     return results

@@ -489,13 +489,14 @@ def _run_stale(
 
     for job in stale:
         notify(job.name, "queued")
+    done: dict[str, incremental.Output] = {}
     try:
         with writer:
             try:
                 if plan is None:
                     evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
                 else:
-                    incremental.evaluate(
+                    done = incremental.evaluate(
                         stale,
                         plan,
                         wh.scan,
@@ -524,7 +525,8 @@ def _run_stale(
 
                 # After an audit that passed, an incremental run only needs the people it touched checked.
                 focus = (plan.changed | plan.readers) if passed_before else None
-                found = audit_tables(wh, key, pending=outputs, consent_scope=params["consent_scope"], focus=focus)
+                pending = {name: out.view for name, out in done.items()} if focus is not None else outputs
+                found = audit_tables(wh, key, pending=pending, consent_scope=params["consent_scope"], focus=focus)
                 if found:
                     raise AuditError(
                         f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found
