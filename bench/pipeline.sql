@@ -1,6 +1,7 @@
 -- The five derived tables in plain SQL, for the DuckDB and PySpark baselines of bench/run.py.
 -- Same meaning as pipelines/: latest record per normalised email, research consent set, the
--- machine learning join on (customer, timestamp). {landing} views are created by the caller.
+-- machine learning join on (customer, timestamp), a reading landed twice kept once. {landing}
+-- views are created by the caller.
 CREATE OR REPLACE TEMP VIEW customer_trusted AS
 SELECT * FROM (
     SELECT *, lower(trim(email)) AS customer,
@@ -9,7 +10,7 @@ SELECT * FROM (
 ) WHERE rn = 1 AND shareWithResearchAsOfDate IS NOT NULL;
 
 CREATE OR REPLACE TEMP VIEW accelerometer_trusted AS
-SELECT a.* FROM accelerometer_landing a
+SELECT DISTINCT lower(trim(a.user)) AS user, a.timestamp, a.x, a.y, a.z FROM accelerometer_landing a
 WHERE lower(trim(a.user)) IN (SELECT customer FROM customer_trusted);
 
 CREATE OR REPLACE TEMP VIEW customers_curated AS
@@ -18,7 +19,7 @@ FROM customer_trusted c
 WHERE c.customer IN (SELECT lower(trim(user)) FROM accelerometer_trusted);
 
 CREATE OR REPLACE TEMP VIEW step_trainer_trusted AS
-SELECT s.* FROM step_trainer_landing s
+SELECT DISTINCT s.sensorReadingTime, s.serialNumber, s.distanceFromObject FROM step_trainer_landing s
 WHERE s.serialNumber IN (SELECT serialNumber FROM customers_curated);
 
 CREATE OR REPLACE TEMP VIEW machine_learning_curated AS

@@ -57,6 +57,8 @@ class People:
     emails: frozenset[str]
     keys: frozenset[str]
     serials: frozenset[str]
+    #: every spelling of their emails in customer_landing (as sent: case, spaces), when known
+    spellings: frozenset[str] | None = None
 
     def __bool__(self) -> bool:
         return bool(self.emails or self.serials)
@@ -73,6 +75,8 @@ class People:
         else:
             owner, raw = contract(table).owner, contract(table).zone == "landing"
         # landing emails are as sent; everywhere else they are normalised already
+        if table == "customer_landing" and self.spellings is not None:  # no need to normalise every row
+            return nw.from_native(frame).filter(nw.col("email").is_in(sorted(self.spellings))).to_native()
         column = privacy.normalise_email(owner) if raw and owner in EMAIL_OWNERS else nw.col(owner)
         return nw.from_native(frame).filter(column.is_in(self.values(owner))).to_native()
 
@@ -84,10 +88,11 @@ class People:
         return In(owner, self.values(owner))
 
     def __or__(self, other: People) -> People:
-        return People(self.emails | other.emails, self.keys | other.keys, self.serials | other.serials)
+        spellings = None if self.spellings is None or other.spellings is None else self.spellings | other.spellings
+        return People(self.emails | other.emails, self.keys | other.keys, self.serials | other.serials, spellings)
 
 
-NOBODY = People(frozenset(), frozenset(), frozenset())
+NOBODY = People(frozenset(), frozenset(), frozenset(), frozenset())
 
 
 @dataclass
@@ -197,7 +202,9 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     readers = (readers | owners_of(reader_serials)) - changed
 
     def people(emails: set[str], serials: set[str]) -> People:
-        return People(frozenset(emails), frozenset(privacy.customer_key(e, key) for e in emails), frozenset(serials))
+        keys = frozenset(privacy.customer_key(e, key) for e in emails)
+        spellings = set().union(*(_values(r.filter(pl.col("email").is_in(list(emails))), "sent") for r in records))
+        return People(frozenset(emails), keys, frozenset(serials), frozenset(spellings))
 
     return Plan(base, new, people(changed, changed_serials), people(readers, reader_serials), key)
 
@@ -223,9 +230,10 @@ def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | Non
 
 
 def _records(landing: pl.LazyFrame) -> pl.DataFrame:
-    """The customer records' columns that decide a customer's latest record, email normalised."""
+    """The customer records' columns that decide a customer's latest record, email normalised
+    (``sent``: as it was sent)."""
     needed = ["email", "serialNumber", "shareWithResearchAsOfDate", *privacy.RECORD_ORDER]
-    frame = nw.from_native(landing).select(needed).with_columns(email=privacy.normalise_email("email"))
+    frame = nw.from_native(landing).select(needed).with_columns(sent="email", email=privacy.normalise_email("email"))
     return frame.to_native().collect()
 
 
@@ -339,8 +347,10 @@ def evaluate(
             added[("C", job.output)] = kept.filter(of_changed).to_native()
         if recompute_readers:
             added[("R", job.output)] = kept.filter(~of_changed).to_native()
-        # the touched people's rows once committed: the readers' rows kept, and the rows added
-        keeps_readers = readers and not (recompute_readers and not job.appends)
+        # What the audit of this run checks: the rows it adds (every row of a changed customer is
+        # one), beside the readers' rows it read (a new training row may pair a new reading with
+        # one of theirs). Their other rows passed the last audit, and their state has not changed.
+        keeps_readers = readers and not (recompute_readers and not job.appends) and ("R", job.output) in committed
         view = nw.concat([rows_of("R", job.output), kept]) if keeps_readers else kept
         results[job.output] = Output(kept.to_native(), remove, view.to_native())
     return results

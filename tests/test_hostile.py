@@ -32,6 +32,27 @@ def test_a_device_registered_to_several_customers_is_kept_out_and_reported(tmp_p
     assert {r.output: r.rows_unattributable for r in summary.results}["step_trainer_trusted"] == 2
 
 
+@pytest.mark.parametrize("one_run", [True, False])
+def test_the_same_record_in_two_files_is_one_row(tmp_path, one_run):
+    """Two exports overlapping by some readings (other bytes, so both files land): each reading is
+    kept once, whether both files arrive before one run or each before its own (incremental) run."""
+    ann = customer("Ann A")
+    first = [reading(ann["email"], T0 + i) for i in range(3)]
+    again = [reading(ann["email"], T0 + 2), reading(" ANN.A@TEST.COM", T0 + 1), reading(ann["email"], T0 + 3)]
+    steps = [step(ann["serialNumber"], T0 + i) for i in range(4)]
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "a", [ann], first, steps[:3], name="a"), KEY)
+    if not one_run:
+        run(wh, KEY)
+    ingest(wh, write_landing(tmp_path / "b", [], again, steps[1:], name="b"), KEY)
+    run(wh, KEY)
+    assert wh.info("accelerometer_landing").rows == 6  # landing keeps what was sent
+    assert wh.info("accelerometer_trusted").rows == 4  # T0 .. T0+3, once each
+    assert wh.info("step_trainer_trusted").rows == 4
+    assert wh.info("machine_learning_curated").rows == 4
+    assert wh.scan("customers_curated").collect()["accelerometer_readings"].to_list() == [4]
+
+
 def test_a_device_is_no_longer_shared_once_its_other_owner_moves_on():
     ann = customer("Ann A")
     cy = customer("Cy C", serialNumber=ann["serialNumber"])
