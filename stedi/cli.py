@@ -36,10 +36,10 @@ def _fail_cleanly(fn):
 
 
 class _Context:
-    def __init__(self, warehouse: str | None):
+    def __init__(self, warehouse: str | None, catalog_uri: str | None = None):
         from stedi.config import resolve
 
-        self.settings = resolve(warehouse=warehouse)
+        self.settings = resolve(warehouse=warehouse, catalog_uri=catalog_uri)
         self._wh = None
 
     @property
@@ -71,9 +71,16 @@ def _console(stderr: bool = False):
     default=None,
     help="Warehouse folder. [default: $STEDI_WAREHOUSE or ./lakehouse]",
 )
+@click.option(
+    "--catalog-uri",
+    default=None,
+    metavar="URI",
+    help="SQLAlchemy URI of the Iceberg catalog, e.g. postgresql+psycopg://user:password@host/db to share "
+    "it. [default: $STEDI_CATALOG_URI, the warehouse's stedi.toml, or a SQLite file in the warehouse]",
+)
 @click.version_option(package_name="stedi")
 @click.pass_context
-def cli(ctx: click.Context, warehouse: str | None) -> None:
+def cli(ctx: click.Context, warehouse: str | None, catalog_uri: str | None) -> None:
     """stedi: a privacy-first lakehouse for STEDI Step Trainer data.
 
     \b
@@ -82,7 +89,7 @@ def cli(ctx: click.Context, warehouse: str | None) -> None:
       stedi-etl run
       stedi-etl sql "SELECT count(*) FROM machine_learning_curated"
     """
-    ctx.obj = _Context(warehouse)
+    ctx.obj = _Context(warehouse, catalog_uri)
 
 
 @cli.command()

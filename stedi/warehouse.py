@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import random
@@ -136,11 +137,32 @@ class Warehouse:
     # -- catalog ---------------------------------------------------------------------------------
     @cached_property
     def catalog(self) -> SqlCatalog:
+        from sqlalchemy.exc import SQLAlchemyError
+
         iceberg_root = self.root / "iceberg"
         iceberg_root.mkdir(parents=True, exist_ok=True)
-        catalog = SqlCatalog(NAMESPACE, uri=self.settings.catalog_url, warehouse=iceberg_root.as_uri())
-        catalog.create_namespace_if_not_exists(NAMESPACE)
+        try:
+            catalog = SqlCatalog(NAMESPACE, uri=self.settings.catalog_url, warehouse=iceberg_root.as_uri())
+            catalog.create_namespace_if_not_exists(NAMESPACE)
+        except (SQLAlchemyError, ImportError) as err:
+            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            raise ConfigError(f"cannot open the Iceberg catalog at {self.catalog_name}: {reason}") from err
         return catalog
+
+    @property
+    def catalog_name(self) -> str:
+        """The catalog's URI with any password hidden, for messages."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.settings.catalog_url).render_as_string(hide_password=True)
+        except Exception:  # not a URL SQLAlchemy can parse: say so without echoing it
+            return "the configured catalog URI"
+
+    @property
+    def shared_catalog(self) -> bool:
+        """Whether the catalog is a PostgreSQL database, which other machines may write to."""
+        return self.settings.catalog_url.startswith("postgresql")
 
     def table(self, name: str) -> Table:
         """The Iceberg table ``name``, created from its contract if it does not exist yet."""
@@ -151,6 +173,12 @@ class Warehouse:
                 table = self.catalog.load_table(ident)
             except NoSuchTableError:
                 table = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=table_properties(c))
+            if not _local_path(table.location()).startswith(str(self.root / "iceberg")):
+                # a catalog shared by mistake between two warehouses: never write into the other one
+                raise ConfigError(
+                    f"the catalog {self.catalog_name} holds the tables of another warehouse "
+                    f"({table.location()}), not of {self.root}: give each warehouse its own catalog database"
+                )
             self._tables[name] = _up_to_contract(table, c)
         return self._tables[name]
 
@@ -179,10 +207,43 @@ class Warehouse:
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
-            self.recover()
-            yield
+            with self._catalog_lock(what, deadline):
+                self.recover()
+                yield
         finally:
             os.close(fd)  # releases the lock
+
+    @property
+    def lock_id(self) -> int:
+        """The key of the warehouse's PostgreSQL advisory lock (with a PostgreSQL catalog)."""
+        return int.from_bytes(hashlib.sha256(f"stedi:{self.root}".encode()).digest()[:8], "big", signed=True)
+
+    @contextlib.contextmanager
+    def _catalog_lock(self, what: str, deadline: float) -> Iterator[None]:
+        """With a PostgreSQL catalog, writers on other machines share it: also hold a PostgreSQL
+        advisory lock named after the warehouse, on a connection of its own (if this process dies,
+        the server ends the session and releases the lock)."""
+        if not self.shared_catalog:
+            yield
+            return
+        from sqlalchemy import text
+
+        lock_id = self.lock_id
+        with self.catalog.engine.connect() as conn:
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar():
+                conn.rollback()
+                if time.monotonic() >= deadline:
+                    raise StediError(
+                        f"the warehouse {self.root} is busy (a writer on another machine holds its lock in "
+                        f"{self.catalog_name}); try again when it is done"
+                    )
+                time.sleep(0.2)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
+                conn.commit()
 
     # -- files no table refers to ------------------------------------------------------------------
     def remove_orphan_copies(self) -> int:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from stedi import incremental
 from stedi.config import CONSENT_SCOPES, Settings
 from stedi.ingest import ingest
 from stedi.runner import PolarsEngine, evaluate, load_jobs, run
@@ -54,9 +55,15 @@ batches = st.lists(
 )
 
 
+@pytest.fixture
+def always_incremental(monkeypatch):
+    """Small worlds: a batch touches most customers, which would make a run rebuild instead."""
+    monkeypatch.setattr(incremental, "REBUILD_SHARE", 1.0)
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(batches=batches, scope=st.sampled_from(CONSENT_SCOPES))
-def test_incremental_runs_equal_a_full_refresh(batches, scope):
+def test_incremental_runs_equal_a_full_refresh(always_incremental, batches, scope):
     with tempfile.TemporaryDirectory(prefix="stedi-incremental-") as tmp:
         root = Path(tmp)
         wh = Warehouse.open(Settings(warehouse=root / "wh", consent_scope=scope))
@@ -93,7 +100,7 @@ def canonical(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.sort(frame.columns)
 
 
-def test_a_plain_run_after_new_rows_is_incremental_and_says_so(tmp_path):
+def test_a_plain_run_after_new_rows_is_incremental_and_says_so(tmp_path, always_incremental):
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     ann, bob = customer("Ann A"), customer("Bob B")
     ingest(wh, write_landing(tmp_path / "a", [ann, bob], [reading(ann["email"])], [step(ann["serialNumber"])], name="a"), KEY)
@@ -114,8 +121,8 @@ def test_a_plain_run_after_new_rows_is_incremental_and_says_so(tmp_path):
     assert third.mode == "incremental" and wh.info("accelerometer_trusted").rows == 3
 
 
-@pytest.mark.parametrize("how", ["full_refresh", "forget"])
-def test_what_makes_a_run_rebuild(tmp_path, how):
+@pytest.mark.parametrize("how", ["full_refresh", "forget", "most customers touched"])
+def test_what_makes_a_run_rebuild(tmp_path, how, monkeypatch):
     from stedi.erasure import forget
 
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
@@ -124,7 +131,11 @@ def test_what_makes_a_run_rebuild(tmp_path, how):
     run(wh, KEY)
     ingest(wh, write_landing(tmp_path / "b", readings=[reading(ann["email"], T0 + 1)], name="b"), KEY)
     if how == "forget":  # forget rewrites landing tables: the next run cannot trust what it read before
+        monkeypatch.setattr(incremental, "REBUILD_SHARE", 1.0)  # (so that nothing else makes it rebuild)
         forget(wh, KEY, [bob["email"]])
         assert run(wh, KEY).mode == "full"
-    else:
+    elif how == "full_refresh":
         assert run(wh, KEY, full_refresh=True).mode == "full"
+    else:  # Ann is one of two customers: above the share where a rebuild is cheaper
+        monkeypatch.setattr(incremental, "REBUILD_SHARE", 0.4)
+        assert run(wh, KEY).mode == "full"
