@@ -151,9 +151,22 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     help="Readings kept for a consenting customer: all of them, or those taken since consent. "
     "[default: the warehouse's stedi.toml, else all-history]",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["polars", "spark"]),
+    default="polars",
+    show_default=True,
+    help="Where the transforms run: Polars in this process, or PySpark (every table rebuilt).",
+)
+@click.option(
+    "--spark-master",
+    default=None,
+    metavar="URL",
+    help="With --engine spark: local[*] (the default) or spark://HOST:PORT of a standalone cluster.",
+)
 @click.pass_obj
 @_fail_cleanly
-def run(obj: _Context, full_refresh: bool, consent_scope: str | None) -> None:
+def run(obj: _Context, full_refresh: bool, consent_scope: str | None, engine: str, spark_master: str | None) -> None:
     """Run the jobs of pipelines/ in dependency order.
 
     \b
@@ -175,18 +188,33 @@ def run(obj: _Context, full_refresh: bool, consent_scope: str | None) -> None:
       stedi-etl run
       stedi-etl run --full-refresh
       stedi-etl run --consent-scope since-consent
+      stedi-etl run --engine spark --spark-master spark://10.0.0.5:7077
     """
-    _run_jobs(obj, full_refresh=full_refresh, consent_scope=consent_scope)
+    if spark_master and engine != "spark":
+        raise click.UsageError("--spark-master needs --engine spark")
+    _run_jobs(obj, full_refresh=full_refresh, consent_scope=consent_scope, engine=engine, spark_master=spark_master)
 
 
-def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str | None = None) -> None:
+def _run_jobs(
+    obj: _Context,
+    *,
+    full_refresh: bool = False,
+    consent_scope: str | None = None,
+    engine: str = "polars",
+    spark_master: str | None = None,
+) -> None:
     from stedi.errors import AuditError
     from stedi.runner import load_jobs
     from stedi.runner import run as run_jobs
 
+    on = None
+    if engine == "spark":
+        on = _spark_engine(obj, spark_master)
     try:
         with _progress(total=len(load_jobs())) as notify:
-            summary = run_jobs(obj.warehouse, obj.key(), progress=notify, full_refresh=full_refresh, consent_scope=consent_scope)
+            summary = run_jobs(
+                obj.warehouse, obj.key(), engine=on, progress=notify, full_refresh=full_refresh, consent_scope=consent_scope
+            )
     except AuditError as err:
         _fail_on(err.violations, str(err))
     incremental = summary.mode == "incremental"
@@ -212,6 +240,20 @@ def _run_jobs(obj: _Context, *, full_refresh: bool = False, consent_scope: str |
         f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
         f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"
     )
+
+
+def _spark_engine(obj: _Context, master: str | None):
+    from stedi.errors import ConfigError
+
+    try:
+        from stedi import spark
+    except ImportError as err:
+        raise ConfigError(f"--engine spark needs PySpark: pip install 'stedi[spark]' ({err})") from err
+    try:
+        session = spark.session(master or spark.DEFAULT_MASTER)
+    except Exception as err:  # no Java, a master that does not answer, ...
+        raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {str(err).strip().splitlines()[0]}") from err
+    return spark.SparkTables(session, obj.warehouse)
 
 
 def _fail_on(violations: list, message: str) -> None:

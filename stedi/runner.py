@@ -375,7 +375,12 @@ def _run(
     if plan is not None:
         summary.mode = "incremental"
         summary.changed_customers, summary.reading_customers = len(plan.changed.emails), len(plan.readers.emails)
-    results = _run_stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit, plan) if stale else {}
+    if not stale:
+        results = {}
+    elif getattr(engine, "writes_tables", False):  # the Spark engine: executors write the files
+        results = _run_stale_spark(wh, stale, key, engine, prints, params, summary.run_id, notify, audit)
+    else:
+        results = _run_stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit, plan)
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
@@ -536,5 +541,117 @@ def _run_stale(
     except StediError:
         raise
     except Exception as err:
+        raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
+    return results
+
+
+def _run_stale_spark(
+    wh: Warehouse,
+    stale: list[Job],
+    key: bytes,
+    engine: Any,
+    prints: Mapping[str, str],
+    params: Mapping[str, str],
+    run_id: str,
+    notify: Callable[[str, str], None],
+    audit: bool,
+) -> dict[str, JobResult]:
+    """:func:`_run_stale` on Spark (:mod:`stedi.spark`): each output checked in Spark and written
+    by the executors into its table's location, the audit over the written files, then every
+    table committed through pyiceberg (the written files added), all or nothing."""
+    import polars as pl
+    from pyiceberg.expressions import AlwaysTrue
+
+    from stedi import incremental
+
+    results: dict[str, JobResult] = {}
+    quarantined: list[dict] = []
+    dropped: dict[str, dict[str, int]] = {}
+    staged: list[Staged] = []
+    pending: dict[str, pl.LazyFrame] = {}
+    reads = incremental.read_properties(wh, load_jobs())
+    clock = [time.perf_counter()]
+
+    def check(job: Job, frame: Any) -> Any:
+        good, bad_rows, rules = engine.check(frame, job.contract)
+        quarantined.extend(r | {"target_table": job.output} for r in bad_rows)
+        files = engine.write(good, job.contract, run_id)
+        props = {
+            "stedi.run-id": run_id,
+            "stedi.job": job.name,
+            "stedi.engine": "spark",
+            "stedi.fingerprint": prints[job.output],
+            "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
+            "stedi.consent-scope": params["consent_scope"],
+            "stedi.out-of-scope": str(dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0)),
+            "stedi.unattributable": str(dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0)),
+            "stedi.rules": json.dumps(rules, sort_keys=True),
+            incremental.READ: reads[job.output],
+            incremental.CODE: incremental.code_print(job, params, key),
+        }
+
+        def replace(name: str = job.output, files: list[str] = files, props: dict = props) -> Any:
+            tx = wh.table(name).transaction()
+            tx.delete(AlwaysTrue(), snapshot_properties=props)
+            if files:
+                tx.add_files(files, snapshot_properties=props)
+            return tx
+
+        staged.append(Staged(job.output, replace(), replace))
+        empty = pl.from_arrow(job.contract.arrow_schema().empty_table()).lazy()
+        pending[job.output] = pl.scan_parquet(files) if files else empty
+        written = pending[job.output].select(pl.len()).collect().item()
+        primary = job.inputs[0]
+        rows_in = results[primary].rows_out if primary in results else wh.info(primary).rows
+        now = time.perf_counter()
+        results[job.output] = JobResult(
+            job.name,
+            job.output,
+            "updated",
+            rows_in,
+            written,
+            len(bad_rows),
+            now - clock[0],
+            dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0),
+            dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0),
+            rules,
+        )
+        clock[0] = now
+        notify(job.name, "done")
+        # downstream jobs read the written files, not the whole lineage again
+        return engine.spark.read.parquet(*files) if files else engine.load(job.output).limit(0)
+
+    for job in stale:
+        notify(job.name, "queued")
+    try:
+        try:
+            evaluate(stale, engine.load, key, engine, params=params, after=check, dropped=dropped)
+        except StediError:
+            raise
+        except Exception as err:
+            raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+        if quarantined:
+            bad_rows = pl.DataFrame(quarantined, schema={"reason": pl.String, "raw": pl.String, "target_table": pl.String}).select(
+                "target_table",
+                "reason",
+                "raw",
+                source_file=pl.lit(None, pl.String),
+                line_number=pl.lit(None, pl.Int64),
+                batch_id=pl.lit(run_id),
+                quarantined_at=pl.lit(datetime.now(UTC)),
+            )
+            staged.append(wh.stage(Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id})))
+        if audit:
+            from stedi.audit import audit as audit_tables
+
+            found = audit_tables(wh, key, pending=pending, consent_scope=params["consent_scope"])
+            if found:
+                raise AuditError(f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found)
+        wh.commit_staged(staged)
+    except StediError:
+        engine.discard()
+        raise
+    except Exception as err:
+        engine.discard()
         raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
     return results
