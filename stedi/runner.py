@@ -445,18 +445,7 @@ def _run_stale(
         if bad.height:
             quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
         rule_results = {r.rule: r.as_dict() for r in rules}
-        props = {
-            "stedi.run-id": run_id,
-            "stedi.job": job.name,
-            "stedi.fingerprint": prints[job.output],
-            "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
-            "stedi.consent-scope": params["consent_scope"],
-            "stedi.out-of-scope": str(dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0)),
-            "stedi.unattributable": str(dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0)),
-            "stedi.rules": json.dumps(rule_results, sort_keys=True),
-            incremental.READ: reads[job.output],
-            incremental.CODE: incremental.code_print(job, params, key),
-        }
+        props = _props(job, run_id, prints, params, key, reads, dropped, rule_results)
         removed = 0
         if remove is None:
             change = Change(job.output, good, "overwrite", props)
@@ -475,19 +464,7 @@ def _run_stale(
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
         now = time.perf_counter()
-        results[job.output] = JobResult(
-            job.name,
-            job.output,
-            "updated",
-            rows_in,
-            good.height,
-            bad.height,
-            now - clock[0],
-            dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0),
-            dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0),
-            rule_results,
-            removed,
-        )
+        results[job.output] = _updated(job, rows_in, good.height, bad.height, now - clock[0], dropped, rule_results, removed)
         clock[0] = now
         notify(job.name, "done")
         return good.lazy()
@@ -515,16 +492,7 @@ def _run_stale(
             except Exception as err:  # a transform failed: nothing was committed
                 raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
             if quarantined:
-                bad_rows = pl.concat(quarantined).select(
-                    "target_table",
-                    "reason",
-                    "raw",
-                    source_file=pl.lit(None, pl.String),
-                    line_number=pl.lit(None, pl.Int64),
-                    batch_id=pl.lit(run_id),
-                    quarantined_at=pl.lit(datetime.now(UTC)),
-                )
-                staged.append(writer.submit(wh.stage, Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id})))
+                staged.append(writer.submit(wh.stage, _quarantine(pl.concat(quarantined), run_id)))
             if audit:
                 from stedi.audit import audit as audit_tables
 
@@ -576,19 +544,7 @@ def _run_stale_spark(
         good, bad_rows, rules = engine.check(frame, job.contract)
         quarantined.extend(r | {"target_table": job.output} for r in bad_rows)
         files = engine.write(good, job.contract, run_id)
-        props = {
-            "stedi.run-id": run_id,
-            "stedi.job": job.name,
-            "stedi.engine": "spark",
-            "stedi.fingerprint": prints[job.output],
-            "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
-            "stedi.consent-scope": params["consent_scope"],
-            "stedi.out-of-scope": str(dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0)),
-            "stedi.unattributable": str(dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0)),
-            "stedi.rules": json.dumps(rules, sort_keys=True),
-            incremental.READ: reads[job.output],
-            incremental.CODE: incremental.code_print(job, params, key),
-        }
+        props = _props(job, run_id, prints, params, key, reads, dropped, rules) | {"stedi.engine": "spark"}
 
         def replace(name: str = job.output, files: list[str] = files, props: dict = props) -> Any:
             tx = wh.table(name).transaction()
@@ -604,18 +560,7 @@ def _run_stale_spark(
         primary = job.inputs[0]
         rows_in = results[primary].rows_out if primary in results else wh.info(primary).rows
         now = time.perf_counter()
-        results[job.output] = JobResult(
-            job.name,
-            job.output,
-            "updated",
-            rows_in,
-            written,
-            len(bad_rows),
-            now - clock[0],
-            dropped.get(job.output, {}).get(privacy.IN_SCOPE, 0),
-            dropped.get(job.output, {}).get(privacy.ATTRIBUTABLE, 0),
-            rules,
-        )
+        results[job.output] = _updated(job, rows_in, written, len(bad_rows), now - clock[0], dropped, rules)
         clock[0] = now
         notify(job.name, "done")
         # downstream jobs read the written files, not the whole lineage again
@@ -631,16 +576,8 @@ def _run_stale_spark(
         except Exception as err:
             raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
         if quarantined:
-            bad_rows = pl.DataFrame(quarantined, schema={"reason": pl.String, "raw": pl.String, "target_table": pl.String}).select(
-                "target_table",
-                "reason",
-                "raw",
-                source_file=pl.lit(None, pl.String),
-                line_number=pl.lit(None, pl.Int64),
-                batch_id=pl.lit(run_id),
-                quarantined_at=pl.lit(datetime.now(UTC)),
-            )
-            staged.append(wh.stage(Change("quarantine", bad_rows.to_arrow(), "append", {"stedi.run-id": run_id})))
+            schema = {"reason": pl.String, "raw": pl.String, "target_table": pl.String}
+            staged.append(wh.stage(_quarantine(pl.DataFrame(quarantined, schema=schema), run_id)))
         if audit:
             from stedi.audit import audit as audit_tables
 
@@ -655,3 +592,74 @@ def _run_stale_spark(
         engine.discard()
         raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
     return results
+
+
+def _props(
+    job: Job,
+    run_id: str,
+    prints: Mapping[str, str],
+    params: Mapping[str, str],
+    key: bytes,
+    reads: Mapping[str, str],
+    dropped: Mapping[str, Mapping[str, int]],
+    rules: Mapping[str, dict],
+) -> dict[str, str]:
+    """The properties stamped on the snapshot a run writes for ``job``: who wrote it, from what,
+    with which settings, what it kept out and how its rules fared."""
+    from stedi import incremental
+
+    kept_out = dropped.get(job.output, {})
+    return {
+        "stedi.run-id": run_id,
+        "stedi.job": job.name,
+        "stedi.fingerprint": prints[job.output],
+        "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
+        "stedi.consent-scope": params["consent_scope"],
+        "stedi.out-of-scope": str(kept_out.get(privacy.IN_SCOPE, 0)),
+        "stedi.unattributable": str(kept_out.get(privacy.ATTRIBUTABLE, 0)),
+        "stedi.rules": json.dumps(rules, sort_keys=True),
+        incremental.READ: reads[job.output],
+        incremental.CODE: incremental.code_print(job, params, key),
+    }
+
+
+def _updated(
+    job: Job,
+    rows_in: int,
+    rows_out: int,
+    quarantined: int,
+    seconds: float,
+    dropped: Mapping[str, Mapping[str, int]],
+    rules: dict,
+    removed: int = 0,
+) -> JobResult:
+    kept_out = dropped.get(job.output, {})
+    return JobResult(
+        job.name,
+        job.output,
+        "updated",
+        rows_in,
+        rows_out,
+        quarantined,
+        seconds,
+        kept_out.get(privacy.IN_SCOPE, 0),
+        kept_out.get(privacy.ATTRIBUTABLE, 0),
+        rules,
+        removed,
+    )
+
+
+def _quarantine(bad: pl.DataFrame, run_id: str) -> Change:
+    """Rows a run set aside (``target_table``, ``reason``, ``raw``) as an append to ``quarantine``."""
+    import polars as pl
+
+    rows = bad.select(
+        "target_table",
+        "reason",
+        "raw",
+        source_file=pl.lit(None, pl.String),
+        line_number=pl.lit(None, pl.Int64),
+        batch_id=pl.lit(run_id),
+        quarantined_at=pl.lit(datetime.now(UTC)),
+    )
+    return Change("quarantine", rows.to_arrow(), "append", {"stedi.run-id": run_id})

@@ -65,22 +65,23 @@ def sample(tmp_path_factory) -> Path:
     return out
 
 
-def test_local_mode_gives_the_polars_tables(tmp_path, sample):
-    expected = polars_warehouse(tmp_path / "polars", sample)
-    assert cli(tmp_path / "spark", "ingest", str(sample)).returncode == 0
-    done = cli(tmp_path / "spark", "run", "--engine", "spark")
+def spark_equals_polars(tmp_path: Path, source: Path, *options: str) -> None:
+    """Ingest ``source`` twice; run it on Polars and on Spark (``options``); every table equal."""
+    expected = polars_warehouse(tmp_path / "polars", source)
+    assert cli(tmp_path / "spark", "ingest", str(source)).returncode == 0
+    done = cli(tmp_path / "spark", "run", "--engine", "spark", *options)
     assert done.returncode == 0, done.stderr
     assert_same_tables(tmp_path / "spark", expected)
+
+
+def test_local_mode_gives_the_polars_tables(tmp_path, sample):
+    spark_equals_polars(tmp_path, sample)
     # then the Polars engine takes over the same warehouse: nothing new, nothing to do
     assert "nothing new" in cli(tmp_path / "spark", "run").stdout
 
 
 def test_the_starter_data_on_spark(tmp_path, starter):
-    expected = polars_warehouse(tmp_path / "polars", starter)
-    assert cli(tmp_path / "spark", "ingest", str(starter)).returncode == 0
-    done = cli(tmp_path / "spark", "run", "--engine", "spark")
-    assert done.returncode == 0, done.stderr
-    assert_same_tables(tmp_path / "spark", expected)
+    spark_equals_polars(tmp_path, starter)
 
 
 def _free_port() -> int:
@@ -124,11 +125,7 @@ def standalone_cluster(tmp_path):
 
 
 def test_a_standalone_cluster_gives_the_polars_tables(tmp_path, sample, standalone_cluster):
-    expected = polars_warehouse(tmp_path / "polars", sample)
-    assert cli(tmp_path / "spark", "ingest", str(sample)).returncode == 0
-    done = cli(tmp_path / "spark", "run", "--engine", "spark", "--spark-master", standalone_cluster)
-    assert done.returncode == 0, done.stderr
-    assert_same_tables(tmp_path / "spark", expected)
+    spark_equals_polars(tmp_path, sample, "--spark-master", standalone_cluster)
 
 
 def test_spark_master_that_does_not_answer_is_one_line(tmp_path, sample):
