@@ -251,7 +251,9 @@ def _spark_engine(obj: _Context, master: str | None):
         raise ConfigError(f"--engine spark needs PySpark: pip install 'stedi[spark]' ({err})") from err
     try:
         session = spark.session(master or spark.DEFAULT_MASTER)
-    except Exception as err:  # no Java, a master that does not answer, ...
+    except ConfigError:
+        raise
+    except Exception as err:  # no PySpark, no Java, ...
         raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {str(err).strip().splitlines()[0]}") from err
     return spark.SparkTables(session, obj.warehouse)
 

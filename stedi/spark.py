@@ -30,9 +30,30 @@ if TYPE_CHECKING:
 DEFAULT_MASTER = "local[*]"
 
 
+def reachable(master: str, timeout: float = 5.0) -> None:
+    """Fail at once, in one line, when a standalone master does not answer (Spark itself would
+    retry for a minute before giving up)."""
+    import socket
+
+    from stedi.errors import ConfigError
+
+    if not master.startswith("spark://"):
+        return
+    for address in master.removeprefix("spark://").split(","):  # a list of masters: one must answer
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout):
+                return
+        except (OSError, ValueError):
+            continue
+    raise ConfigError(f"no Spark master answers at {master}")
+
+
 def session(master: str = DEFAULT_MASTER, app: str = "stedi") -> SparkSession:
     """A Spark session for stedi: UTC, Parquet timestamps as Iceberg reads them (microseconds)."""
     from pyspark.sql import SparkSession
+
+    reachable(master)
 
     spark = (
         SparkSession.builder.master(master)
