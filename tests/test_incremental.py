@@ -139,3 +139,21 @@ def test_what_makes_a_run_rebuild(tmp_path, how, monkeypatch):
     else:  # Ann is one of two customers: above the share where a rebuild is cheaper
         monkeypatch.setattr(incremental, "REBUILD_SHARE", 0.4)
         assert run(wh, KEY).mode == "full"
+
+
+def test_an_incremental_run_without_a_passed_audit_audits_everything(tmp_path, always_incremental, monkeypatch):
+    from stedi import audit
+
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ann, bob = customer("Ann A"), customer("Bob B", shareWithResearchAsOfDate=None)
+    ingest(wh, write_landing(tmp_path / "a", [ann, bob], [reading(ann["email"])], [step(ann["serialNumber"])], name="a"), KEY)
+    run(wh, KEY)
+    (wh.private_dir / audit.PASSED).unlink()  # say, the audit's own code changed since
+    ingest(wh, write_landing(tmp_path / "b", readings=[reading(ann["email"], T0 + 1), reading(bob["email"])], name="b"), KEY)
+    focus = []
+    real = audit.audit
+    monkeypatch.setattr(audit, "audit", lambda *a, **k: focus.append(k.get("focus")) or real(*a, **k))
+    assert run(wh, KEY).mode == "incremental"
+    assert focus == [None]  # the whole warehouse, with the run's pending tables
+    assert wh.info("accelerometer_trusted").rows == 2  # Bob never consented
+    assert audit.outputs_passed(wh, KEY)
