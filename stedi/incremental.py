@@ -35,6 +35,7 @@ import narwhals as nw
 
 from stedi import privacy
 from stedi.contracts import contract
+from stedi.runner import PSEUDONYMS
 
 if TYPE_CHECKING:
     import polars as pl
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from stedi.runner import Job
     from stedi.warehouse import Warehouse
 
-PSEUDONYMS = "customer_pseudonyms"
 #: Snapshot properties an incremental run relies on.
 READ = "stedi.read"  # {landing table: snapshot id} the output was computed from
 CODE = "stedi.code"  # digest of the job's code, contract, settings and the pseudonym key
@@ -75,15 +75,21 @@ class People:
 
     def restrict(self, frame: Any, table: str) -> Any:
         """The rows of ``frame`` (native or narwhals, of table ``table``) that belong to these people."""
+        return nw.from_native(frame).filter(self._theirs(table)).to_native()
+
+    def exclude(self, frame: Any, table: str) -> Any:
+        """The rows of ``frame`` (of table ``table``) that belong to anyone else."""
+        return nw.from_native(frame).filter(~self._theirs(table)).to_native()
+
+    def _theirs(self, table: str) -> nw.Expr:
         if table == PSEUDONYMS:
-            owner, raw = "email", False
-        else:
-            owner, raw = contract(table).owner, contract(table).zone == "landing"
-        # landing emails are as sent; everywhere else they are normalised already
+            return nw.col("email").is_in(self.values("email"))
         if table == "customer_landing" and self.spellings is not None:  # no need to normalise every row
-            return nw.from_native(frame).filter(nw.col("email").is_in(sorted(self.spellings))).to_native()
-        column = privacy.normalise_email(owner) if raw and owner in EMAIL_OWNERS else nw.col(owner)
-        return nw.from_native(frame).filter(column.is_in(self.values(owner))).to_native()
+            return nw.col("email").is_in(sorted(self.spellings))
+        owner = contract(table).owner
+        # landing emails are as sent; everywhere else they are normalised already
+        raw = contract(table).zone == "landing" and owner in EMAIL_OWNERS
+        return (privacy.normalise_email(owner) if raw else nw.col(owner)).is_in(self.values(owner))
 
     def where(self, table: str) -> BooleanExpression:
         """An Iceberg row filter matching these people's rows of ``table`` (already normalised)."""
@@ -102,9 +108,8 @@ NOBODY = People(frozenset(), frozenset(), frozenset(), frozenset())
 
 @dataclass
 class Plan:
-    """What an incremental run reads: the landing rows new since ``base``, and who they touch."""
+    """What an incremental run reads: the landing rows new since the last run, and who they touch."""
 
-    base: dict[str, int | None]
     new: dict[str, pl.LazyFrame]  # landing table -> rows landed since base
     changed: People
     readers: People
@@ -136,7 +141,7 @@ def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
     return found
 
 
-def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, dict[str, str]]:
+def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, str]:
     """The ``stedi.read`` snapshot property a run stamps on each output: landing snapshots read."""
     return {
         job.output: json.dumps({n: wh.info(n).snapshot_id for n in names}, sort_keys=True)
@@ -215,7 +220,7 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     everyone = len(touched | _values(records[0], "email"))  # (readings may name people with no record yet)
     if len(touched) > REBUILD_SHARE * everyone:
         return None  # most customers touched: recomputing them one by one costs more than a rebuild
-    return Plan(base, new, people(changed, changed_serials), people(readers, reader_serials), key)
+    return Plan(new, people(changed, changed_serials), people(readers, reader_serials), key)
 
 
 def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | None:
@@ -261,16 +266,6 @@ def _values(frame: pl.DataFrame, column: str) -> set[str]:
 # -- evaluation ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Output:
-    """What an incremental run does to one table: delete ``remove``'s rows, add ``rows``;
-    ``view`` is every row of the people touched (changed and readers) once committed."""
-
-    rows: Any  # native frame
-    remove: People
-    view: Any  # native frame
-
-
 def evaluate(
     jobs: list[Job],
     plan: Plan,
@@ -280,16 +275,17 @@ def evaluate(
     params: Mapping[str, str],
     finish: Callable[[Job, Any], Any],
     after: Callable[[Job, Any, People], Any],
-) -> dict[str, Output]:
-    """Run ``jobs`` for the people ``plan`` touches; return, by table, the rows to add and whose rows
-    to delete. ``load(name)`` reads a committed table; ``finish(job, frame)`` drops the rows a job
-    marks as not to keep (a native frame); ``after(job, rows, remove)`` checks and stages an output
-    and returns the rows kept (a native frame) for the jobs downstream."""
+) -> dict[str, Any]:
+    """Run ``jobs`` for the people ``plan`` touches. ``load(name)`` reads a committed table;
+    ``finish(job, frame)`` drops the rows a job marks as not to keep (a native frame);
+    ``after(job, rows, remove)`` checks and stages an output -- ``rows`` to add, ``remove`` whose
+    rows to delete -- and returns the rows kept (a native frame) for the jobs downstream.
+    Returns, by table, what the audit of the run checks (a native frame, see below)."""
     changed, readers = plan.changed, plan.readers
     by_output = {j.output: j for j in jobs}
     added: dict[tuple[str, str], Any] = {}  # (part, table) -> the part's rows this run adds
     pseudonyms = {"C": engine.from_polars(plan.pseudonyms(changed)), "R": engine.from_polars(plan.pseudonyms(readers))}
-    results: dict[str, Output] = {}
+    views: dict[str, Any] = {}
     committed: dict[tuple[str, str], Any] = {}
 
     def rows_of(part: str, name: str) -> nw.LazyFrame:
@@ -360,6 +356,5 @@ def evaluate(
         # one), beside the readers' rows it read (a new training row may pair a new reading with
         # one of theirs). Their other rows passed the last audit, and their state has not changed.
         keeps_readers = readers and not (recompute_readers and not job.appends) and ("R", job.output) in committed
-        view = nw.concat([rows_of("R", job.output), kept]) if keeps_readers else kept
-        results[job.output] = Output(kept.to_native(), remove, view.to_native())
-    return results
+        views[job.output] = (nw.concat([rows_of("R", job.output), kept]) if keeps_readers else kept).to_native()
+    return views

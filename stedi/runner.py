@@ -456,7 +456,7 @@ def _run_stale(
             removed = leaving.select(pl.len()).collect().item()
             # a delete that matches no row still reads every file (no statistics on personal columns)
             change = Change(job.output, good, "replace", props, remove.where(job.output) if removed else None)
-            staying = committed.join(leaving, on=committed.collect_schema().names(), how="anti", nulls_equal=True) if removed else committed
+            staying = remove.exclude(committed, job.output) if removed else committed
             outputs[job.output] = pl.concat([staying, good.lazy()])
         # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
         staged.append(writer.submit(lambda: wh.stage(dataclasses.replace(change, data=change.data.to_arrow()))))
@@ -471,14 +471,14 @@ def _run_stale(
 
     for job in stale:
         notify(job.name, "queued")
-    done: dict[str, incremental.Output] = {}
+    views: dict[str, Any] = {}  # an incremental run's rows for its audit
     try:
         with writer:
             try:
                 if plan is None:
                     evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
                 else:
-                    done = incremental.evaluate(
+                    views = incremental.evaluate(
                         stale,
                         plan,
                         wh.scan,
@@ -498,7 +498,7 @@ def _run_stale(
 
                 # After an audit that passed, an incremental run only needs the people it touched checked.
                 focus = (plan.changed | plan.readers) if passed_before else None
-                pending = {name: out.view for name, out in done.items()} if focus is not None else outputs
+                pending = views if focus is not None else outputs
                 found = audit_tables(wh, key, pending=pending, consent_scope=params["consent_scope"], focus=focus)
                 if found:
                     raise AuditError(

@@ -85,6 +85,7 @@ class SparkTables(SparkEngine):
         super().__init__(spark)
         self.wh = wh
         self.written: list[Path] = []  # folders of this run's files, deleted if it fails
+        self._cached: list[DataFrame] = []
 
     def load(self, name: str) -> DataFrame:
         from stedi.contracts import contract
@@ -112,7 +113,8 @@ class SparkTables(SparkEngine):
             F.when(~F.col(f"_rule_{r.name}"), F.lit(f"rule {r.name} failed: {r.predicate}")) for r in c.rules if r.action == "drop"
         ]
         reason = F.concat_ws("; ", *reasons) if reasons else F.lit("")
-        flagged = flagged.withColumn("_reason", reason).cache()
+        flagged = flagged.withColumn("_reason", reason).cache()  # counted, set aside, then written
+        self._cached.append(flagged)
         counts = flagged.select(
             F.count(F.lit(1)).alias("_rows"), *(F.sum((~F.col(f"_rule_{n}")).cast("long")).alias(n) for n in rule_flags)
         ).first()
@@ -141,12 +143,15 @@ class SparkTables(SparkEngine):
         for field in schema.fields:
             column = F.col(field.name).cast(field.dataType)
             if not field.nullable:  # checked free of nulls above: coalesce only tells Spark so
-                column = F.coalesce(column, F.lit(None).cast(field.dataType), _zero(field.dataType))
+                column = F.coalesce(column, _zero(field.dataType))
             columns.append(column.alias(field.name))
         table = self.wh.table(c.name)
         folder = Path(table.location().removeprefix("file://")) / "data" / f"spark-{run_id}-{uuid.uuid4().hex[:8]}"
         self.written.append(folder)
         frame.select(*columns).write.parquet(str(folder), compression="zstd")
+        for cached in self._cached:  # the checked rows are in the files now
+            cached.unpersist()
+        self._cached.clear()
         return sorted(str(p) for p in folder.glob("*.parquet"))
 
     def discard(self) -> None:

@@ -207,7 +207,9 @@ def test_a_catalog_commit_conflict_is_retried(tmp_path, mode, kept):
     theirs.table("quarantine")
     staged = mine.stage(Change("quarantine", _quarantine_rows("mine"), mode))
     theirs.commit_staged([theirs.stage(Change("quarantine", _quarantine_rows("theirs"), mode))])
-    # mine was made over an older snapshot: the catalog refuses it; it is rebuilt and retried
+    # mine was made over an older snapshot: the catalog refuses it. pyiceberg itself retries an
+    # append; it gives up on the overwrite, which stedi rebuilds and retries (this case fails
+    # with COMMIT_RETRIES = 0)
     mine.commit_staged([staged])
     reasons = sorted(Warehouse.open(Settings(warehouse=tmp_path / "wh")).scan("quarantine").collect()["reason"])
     assert reasons == kept  # appends: neither lost; overwrites: the last one wins, as two rebuilds would
