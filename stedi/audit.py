@@ -40,7 +40,7 @@ CURATED = ("customers_curated", "machine_learning_curated")
 #: only appends to them (run_log after a commit) must not force the next audit.
 NOT_AUDITED = ("run_log", "erasure_log")
 #: Where the digest of the last warehouse state that passed the audit is kept.
-PASSED = "audit-passed"
+PASSED = ".stedi/audit-passed"
 _EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
 
 
@@ -187,13 +187,13 @@ def audit_files(wh: Warehouse) -> list[Violation]:
     found: list[Violation] = []
     manifest = wh.scan("ingest_manifest").select("stored_path", "size_bytes", "stored_size").collect()
     expected = {p: (stored if stored is not None else size) for p, size, stored in manifest.iter_rows()}
-    on_disk = {p.relative_to(wh.root).as_posix(): p for p in _landing_files(wh.root)}
+    on_disk = wh.files.sizes("landing")
     for rel in sorted(set(on_disk) - set(expected)):
         found.append(Violation("raw file not in the manifest", "ingest_manifest", rel))
     for rel, size in sorted(expected.items()):
         if rel not in on_disk:
             found.append(Violation("raw file missing", "ingest_manifest", rel))
-        elif on_disk[rel].stat().st_size != size:
+        elif on_disk[rel] != size:
             found.append(Violation("raw file changed since it was recorded", "ingest_manifest", rel))
     return found
 
@@ -203,7 +203,7 @@ def state_digest(wh: Warehouse, key: bytes) -> str:
     key and the audit's own code. Equal digests, equal audit results."""
     parts = [privacy.key_fingerprint(key), _code_digest()]
     parts += [f"{name}@{wh.info(name).snapshot_id}" for name in sorted(load_contracts()) if name not in NOT_AUDITED]
-    parts += [f"{p}:{p.stat().st_size}" for p in sorted(_landing_files(wh.root))]
+    parts += [f"{rel}:{size}" for rel, size in sorted(wh.files.sizes("landing").items())]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 
@@ -224,7 +224,7 @@ def outputs_passed(wh: Warehouse, key: bytes) -> bool:
 
 def _passed(wh: Warehouse) -> dict[str, str]:
     try:
-        return json.loads((wh.private_dir / PASSED).read_text())
+        return json.loads(wh.files.read_bytes(PASSED))
     except (FileNotFoundError, ValueError):
         return {}
 
@@ -234,11 +234,6 @@ def _code_digest() -> str:
     for module in (__file__, privacy.__file__):
         digest.update(Path(module).read_bytes())
     return digest.hexdigest()
-
-
-def _landing_files(root: Path) -> list[Path]:
-    landing = root / "landing"
-    return [p for p in landing.rglob("*") if p.is_file()] if landing.is_dir() else []
 
 
 def _people(wh: Warehouse, key: bytes, focus: People | None = None) -> pl.LazyFrame:
@@ -271,4 +266,4 @@ def audit_unless_unchanged(wh: Warehouse, key: bytes) -> list[Violation]:
 def remember_passed(wh: Warehouse, key: bytes) -> None:
     """Record that the warehouse as it is now passed the audit (a run audited what it committed)."""
     marker = {"state": state_digest(wh, key), "outputs": outputs_digest(wh, key)}
-    (wh.private_dir / PASSED).write_text(json.dumps(marker))
+    wh.files.write(PASSED, json.dumps(marker).encode())

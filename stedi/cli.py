@@ -15,9 +15,13 @@ from pathlib import Path
 import click
 
 from stedi.config import CONSENT_SCOPES
-from stedi.errors import StediError
+from stedi.errors import StediError, first_line
 
-EPILOG_WAREHOUSE = "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use."
+EPILOG_WAREHOUSE = (
+    "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use. "
+    "--warehouse s3://bucket/prefix keeps it in object storage (endpoint, region and credentials from the "
+    "standard AWS variables and files) with the catalog named by --catalog-uri."
+)
 
 
 def _fail_cleanly(fn):
@@ -30,17 +34,26 @@ def _fail_cleanly(fn):
         except StediError as err:
             raise click.ClickException(str(err)) from None
         except OSError as err:
-            raise click.ClickException(f"{err.strerror or err}: {err.filename or ''}".rstrip(": ")) from None
+            ctx = click.get_current_context(silent=True)
+            wh = getattr(ctx.obj, "_wh", None) if ctx else None
+            if wh is not None and wh.files.remote:  # an endpoint down, a refused request, ...
+                raise click.ClickException(f"storage at {wh.location} failed: {first_line(err)}") from None
+            raise click.ClickException(f"{err.strerror or first_line(err)}: {err.filename or ''}".rstrip(": ")) from None
 
     return wrapper
 
 
 class _Context:
     def __init__(self, warehouse: str | None, catalog_uri: str | None = None):
+        self._given = {"warehouse": warehouse, "catalog_uri": catalog_uri}
+        self._wh = None
+
+    @functools.cached_property
+    def settings(self):
+        """Resolved when a command needs them (inside its error handling; `--help` reads nothing)."""
         from stedi.config import resolve
 
-        self.settings = resolve(warehouse=warehouse, catalog_uri=catalog_uri)
-        self._wh = None
+        return resolve(**self._given)
 
     @property
     def warehouse(self):
@@ -53,7 +66,7 @@ class _Context:
     def key(self) -> bytes:
         from stedi.privacy import pseudonym_key
 
-        return pseudonym_key(self.settings.pseudonym_key, self.warehouse.private_dir)
+        return pseudonym_key(self.settings.pseudonym_key, self.warehouse.files)
 
 
 def _console(stderr: bool = False):
@@ -69,7 +82,7 @@ def _console(stderr: bool = False):
     "--warehouse",
     type=click.Path(file_okay=False, path_type=str),
     default=None,
-    help="Warehouse folder. [default: $STEDI_WAREHOUSE or ./lakehouse]",
+    help="Warehouse folder, or s3://bucket/prefix. [default: $STEDI_WAREHOUSE or ./lakehouse]",
 )
 @click.option(
     "--catalog-uri",
@@ -93,16 +106,16 @@ def cli(ctx: click.Context, warehouse: str | None, catalog_uri: str | None) -> N
 
 
 @cli.command()
-@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("source")
 @click.option("--run", "then_run", is_flag=True, help="Then run every job, in the same process (as `stedi-etl run`).")
 @click.pass_obj
 @_fail_cleanly
-def ingest(obj: _Context, source: Path, then_run: bool) -> None:
+def ingest(obj: _Context, source: str, then_run: bool) -> None:
     """Copy the raw files under SOURCE into the warehouse and land their records.
 
-    SOURCE is laid out like the STEDI starter data (customer/landing/*.json,
-    accelerometer/landing/*.json, step_trainer/landing/*.json) or like the public bucket
-    (customers/, accelerometer/, step_trainer/ holding the files). A file whose content was
+    SOURCE is a folder or s3://bucket/prefix, laid out like the STEDI starter data
+    (customer/landing/*.json, accelerometer/landing/*.json, step_trainer/landing/*.json) or like
+    the public bucket (customers/, accelerometer/, step_trainer/ holding the files). A file whose content was
     ingested before, under any name, is skipped. Lines that are not JSON objects, lack a required
     field or hold a wrongly typed value go to the quarantine table.
 
@@ -110,6 +123,7 @@ def ingest(obj: _Context, source: Path, then_run: bool) -> None:
     Examples:
       stedi-etl ingest ../shared/stedi-starter
       stedi-etl ingest --run new-files/      # ingest, then run the jobs
+      stedi-etl ingest s3://my-bucket/stedi-landing/
     """
     from stedi.ingest import ingest as run_ingest
 
@@ -245,6 +259,13 @@ def _run_jobs(
 def _spark_engine(obj: _Context, master: str | None):
     from stedi.errors import ConfigError
 
+    if obj.warehouse.files.remote:
+        # Spark's executors would write s3a:// files, which needs hadoop-aws and the AWS SDK on the
+        # cluster's classpath: not something stedi can install for a cluster it does not own.
+        raise ConfigError(
+            f"--engine spark writes table files from the executors, which needs a local or shared folder as warehouse, "
+            f"not {obj.warehouse.location}: run the Polars engine there"
+        )
     try:
         from stedi import spark
     except ImportError as err:
@@ -254,7 +275,7 @@ def _spark_engine(obj: _Context, master: str | None):
     except ConfigError:
         raise
     except Exception as err:  # no PySpark, no Java, ...
-        raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {str(err).strip().splitlines()[0]}") from err
+        raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {first_line(err)}") from err
     return spark.SparkTables(session, obj.warehouse)
 
 
@@ -579,7 +600,7 @@ def ddl(obj: _Context, dialect: str, location: str | None) -> None:
     """
     from stedi.ddl import ddl as make_ddl
 
-    click.echo(make_ddl(dialect, location or str(obj.settings.warehouse.resolve())), nl=False)
+    click.echo(make_ddl(dialect, location or obj.settings.location), nl=False)
 
 
 @cli.command()

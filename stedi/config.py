@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from stedi.errors import ConfigError
+from stedi.storage import is_remote, normalise
 
 DEFAULT_WAREHOUSE = "lakehouse"
 SETTINGS_FILE = "stedi.toml"
@@ -45,9 +46,10 @@ class Settings:
     ----------
     warehouse
         Folder holding the landing copies, the Iceberg data and metadata and, by default, the
-        SQLite catalog. Created on first use.
+        SQLite catalog (created on first use); or ``s3://bucket/prefix`` in object storage.
     catalog_uri
-        SQLAlchemy URI of the Iceberg SQL catalog; ``None`` means ``<warehouse>/catalog.db``.
+        SQLAlchemy URI of the Iceberg SQL catalog; ``None`` means ``<warehouse>/catalog.db``, which
+        only a local warehouse can have.
     pseudonym_key
         Secret for the keyed hash of emails; ``None`` means the warehouse's own key file.
         Never shown by ``repr``.
@@ -55,7 +57,7 @@ class Settings:
         ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
     """
 
-    warehouse: Path = Path(DEFAULT_WAREHOUSE)
+    warehouse: Path | str = Path(DEFAULT_WAREHOUSE)
     catalog_uri: str | None = None
     pseudonym_key: str | None = field(default=None, repr=False)
     consent_scope: str = CONSENT_SCOPES[0]
@@ -65,8 +67,20 @@ class Settings:
             raise ConfigError(f"consent scope must be one of {', '.join(CONSENT_SCOPES)}, not {self.consent_scope!r}")
 
     @property
+    def location(self) -> str:
+        """The warehouse as an absolute path or ``s3://bucket/prefix``."""
+        return normalise(self.warehouse)
+
+    @property
     def catalog_url(self) -> str:
-        return self.catalog_uri or f"sqlite:///{self.warehouse.resolve() / 'catalog.db'}"
+        if self.catalog_uri:
+            return self.catalog_uri
+        if is_remote(self.warehouse):
+            raise ConfigError(
+                f"the warehouse {self.location} is in object storage, so its catalog cannot be a file in it: give "
+                "--catalog-uri (or STEDI_CATALOG_URI) postgresql+psycopg://... to share it, or sqlite:////path/catalog.db"
+            )
+        return f"sqlite:///{Path(self.location) / 'catalog.db'}"
 
 
 def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -87,21 +101,33 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
         if env.get(var):
             layered[name] = env[var]
     layered.update({k: v for k, v in overrides.items() if v is not None})
-    warehouse = Path(str(layered.get("warehouse", DEFAULT_WAREHOUSE))).expanduser()
+    given = str(layered.get("warehouse", DEFAULT_WAREHOUSE))
+    warehouse: Path | str = normalise(given) if is_remote(given) else Path(given).expanduser()
     values = read_settings_file(warehouse) | layered
     values["warehouse"] = warehouse
     return replace(Settings(), **values)
 
 
-def read_settings_file(warehouse: Path) -> dict[str, object]:
+def read_settings_file(warehouse: Path | str) -> dict[str, object]:
     """The settings in ``<warehouse>/stedi.toml`` (none if the file does not exist)."""
-    path = warehouse / SETTINGS_FILE
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as err:
-        raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    if is_remote(warehouse):
+        from stedi.storage import Storage, storage_error
+
+        path = f"{warehouse}/{SETTINGS_FILE}"
+        try:
+            text = Storage(warehouse).read_bytes(SETTINGS_FILE).decode("utf-8")
+        except FileNotFoundError:
+            return {}
+        except Exception as err:  # noqa: BLE001 — an endpoint down, refused credentials, ...
+            raise storage_error(err, str(warehouse)) from err
+    else:
+        path = Path(warehouse) / SETTINGS_FILE
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as err:
+            raise ConfigError(f"cannot read {path}: {err.strerror}") from err
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stedi.errors import ContractError
+from stedi.errors import ContractError, first_line
 
 if TYPE_CHECKING:  # imported where used: a CLI call that needs no schema should not pay for them
     import pyarrow as pa
@@ -181,7 +181,7 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
     try:
         create = sqlglot.parse_one(ddl, dialect="spark")
     except sqlglot.errors.ParseError as err:
-        raise ContractError(f"{source}: not a valid CREATE TABLE: {str(err).splitlines()[0]}") from err
+        raise ContractError(f"{source}: not a valid CREATE TABLE: {first_line(err)}") from err
     if not isinstance(create, exp.Create) or not isinstance(create.this, exp.Schema):
         raise ContractError(f"{source}: expected one CREATE TABLE statement with columns")
     name = create.this.this.name

@@ -39,7 +39,7 @@ from stedi import privacy
 from stedi.contracts import contract, load_contracts
 from stedi.errors import StediError
 from stedi.ingest import blank_records
-from stedi.warehouse import Change, Staged, Warehouse, write_durably
+from stedi.warehouse import Change, Staged, Warehouse
 
 # Deliberately plain: one @, a dot in the domain, no spaces, quotes, brackets or separators. Not a
 # validator of RFC 5322: a guard against passing a name, a list or a quoted CSV field as an email.
@@ -250,12 +250,11 @@ def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[s
     new SHA-256, size and the number of lines blanked."""
     rewritten: dict[str, tuple[str, int, int]] = {}
     for rel, numbers in sorted(lines.items()):
-        path = wh.root / rel
         try:
-            data, blanked = blank_records(path.read_bytes(), numbers)
+            data, blanked = blank_records(wh.files.read_bytes(rel), numbers)
         except FileNotFoundError:
             continue  # already gone: nothing of the person left in it
-        write_durably(path, data)
+        wh.files.write(rel, data)
         rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), blanked)
     return rewritten
 

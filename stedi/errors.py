@@ -1,6 +1,12 @@
 """The errors stedi raises at its boundaries. The CLI prints each as one line and exits 1."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (its type when it has none): what one line can say."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 class StediError(Exception):
     """Base class: something the user can fix; the message says how."""
 

@@ -10,10 +10,12 @@ file and line number, and the rest of the file lands.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import json
 import os
+import posixpath
 import re
 import shutil
 import uuid
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,8 +32,12 @@ import pyarrow.json as pajson
 
 from stedi import privacy
 from stedi.contracts import EXTRA, Contract, contract, sql_literal
-from stedi.errors import SourceError
-from stedi.warehouse import Change, Staged, Warehouse, write_durably
+from stedi.errors import SourceError, StediError, first_line
+from stedi.storage import filesystem, normalise, storage_error
+from stedi.warehouse import Change, Staged, Warehouse
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
 
 #: Source name -> landing table.
 SOURCES = {
@@ -86,20 +93,51 @@ class IngestSummary:
         return [f for f in self.files if f.status == "skipped"]
 
 
-def discover(source: Path) -> list[tuple[str, Path]]:
-    """The raw files under ``source``, as (source name, path), in either supported layout."""
-    if not source.exists():
-        raise SourceError(f"source {source} does not exist")
-    if not source.is_dir():
-        raise SourceError(f"source {source} is not a folder (expected customer/landing/*.json, ...)")
-    found: list[tuple[str, Path]] = []
+@dataclass(frozen=True)
+class RawFile:
+    """A file found under an ingest source: a local path, or an object in S3."""
+
+    fs: AbstractFileSystem
+    path: str  # as ``fs`` names it
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def local(self) -> bool:
+        return "file" in self.fs.protocol
+
+    def __str__(self) -> str:
+        return self.path if self.local else f"s3://{self.path}"
+
+
+def discover(source: str | Path) -> list[tuple[str, RawFile]]:
+    """The raw files under ``source`` (a folder or ``s3://bucket/prefix``), as (source name, file),
+    in either supported layout."""
+    text = str(source)
+    try:
+        fs, base = filesystem(normalise(text))
+        kind = fs.info(base)["type"] if fs.exists(base) else None
+    except StediError:
+        raise
+    except Exception as err:  # noqa: BLE001 — an endpoint down, refused credentials, ...
+        raise storage_error(err, text) from err
+    if kind is None:
+        raise SourceError(f"source {text} does not exist")
+    if kind != "directory":
+        raise SourceError(f"source {text} is not a folder (expected customer/landing/*.json, ...)")
+    found: list[tuple[str, RawFile]] = []
     for name, folders in _FOLDERS.items():
         for folder in folders:
-            d = source / folder
-            if d.is_dir():
-                files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix in _SUFFIXES)
+            d = posixpath.join(base, folder)
+            if fs.isdir(d):
+                entries = fs.ls(d, detail=True)
+                files = sorted(
+                    e["name"] for e in entries if e["type"] == "file" and posixpath.splitext(e["name"])[1] in _SUFFIXES
+                )
                 if files:
-                    found.extend((name, p) for p in files)
+                    found.extend((name, RawFile(fs, f)) for f in files)
                     break
     if not found:
         raise SourceError(
@@ -114,7 +152,7 @@ class _File:
     """One file found under the source, once read and hashed (and, if new, copied and parsed)."""
 
     source: str
-    path: Path
+    path: RawFile
     size: int
     sha256: str
     parsed: tuple[pa.Table, pa.Table] | None = None
@@ -126,7 +164,7 @@ class _File:
         return f"landing/{self.source}/{self.sha256[:12]}-{self.path.name}"
 
 
-def ingest(wh: Warehouse, source: Path, key: bytes | None = None) -> IngestSummary:
+def ingest(wh: Warehouse, source: str | Path, key: bytes | None = None) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
@@ -145,33 +183,33 @@ def ingest(wh: Warehouse, source: Path, key: bytes | None = None) -> IngestSumma
         return _ingest(wh, found, key)
 
 
-def _ingest(wh: Warehouse, found: list[tuple[str, Path]], key: bytes | None) -> IngestSummary:
+def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], key: bytes | None) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     suppress = Suppression.load(wh, key)
     known = _manifest(wh)
     at_start = frozenset(known)
     now = datetime.now(UTC).replace(microsecond=0)
     props = {"stedi.batch-id": batch.batch_id}
-    copies: list[Path] = []
+    copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []
 
-    def load(item: tuple[str, Path]) -> _File:
+    def load(item: tuple[str, RawFile]) -> _File:
         name, path = item
         try:
-            data = path.read_bytes()
+            data = path.fs.cat_file(path.path)
         except OSError as err:
-            raise SourceError(f"cannot read {path}: {err.strerror}") from err
+            raise SourceError(f"cannot read {path}: {err.strerror or err}") from err
         f = _File(name, path, len(data), hashlib.sha256(data).hexdigest())
         if f.sha256 not in at_start:
-            copies.append(wh.root / f.stored_path)  # list.append is atomic: safe from the workers
-            stored = _store(path, wh.root / f.stored_path, f.size)
-            f.parsed = parse(contract(SOURCES[name]), data, stored, f.stored_path, now, batch.batch_id)
+            copies.append(f.stored_path)  # list.append is atomic: safe from the workers
+            _store(wh, path, data, f.stored_path)
+            f.parsed = parse(contract(SOURCES[name]), data, f.stored_path, now, batch.batch_id)
             if suppress:
                 f.parsed, blank = suppress.apply(name, *f.parsed)
                 if blank:
                     f.suppressed = len(blank)
-                    f.stored = _blank(stored, data, blank)
+                    f.stored = _blank(wh, f.stored_path, data, blank)
         return f
 
     def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
@@ -180,7 +218,7 @@ def _ingest(wh: Warehouse, found: list[tuple[str, Path]], key: bytes | None) -> 
             if f.sha256 in known:  # ingested before, or earlier in this batch under another name
                 batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
                 if f.parsed is not None:  # a twin within this batch: its copy is not needed
-                    (wh.root / f.stored_path).unlink(missing_ok=True)
+                    wh.files.delete(f.stored_path)
                 continue
             known[f.sha256] = f.path.name
             good, bad = f.parsed
@@ -212,8 +250,9 @@ def _ingest(wh: Warehouse, found: list[tuple[str, Path]], key: bytes | None) -> 
             wh.commit_staged(staged)
     except BaseException:
         # Nothing was recorded in the manifest: take the copies back out of the landing area.
-        for copy in copies:
-            copy.unlink(missing_ok=True)
+        with contextlib.suppress(Exception):  # the storage may be what failed: the next ingest removes them
+            for copy in copies:
+                wh.files.delete(copy)
         raise
     return batch
 
@@ -228,20 +267,24 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: list, *, ahead: int
         yield pending.popleft().result()
 
 
-def _store(source: Path, dest: Path, size: int) -> Path:
-    """Copy a raw file into the landing area: an in-kernel copy to a temporary file, then a rename."""
+def _store(wh: Warehouse, source: RawFile, data: bytes, rel: str) -> None:
+    """Copy a raw file (read as ``data``) into the landing area at ``rel``. Between local folders:
+    an in-kernel copy to a temporary file, then a rename; into S3, one PUT of the bytes read."""
+    if wh.files.remote or not source.local:
+        wh.files.write(rel, data)
+        return
+    dest = Path(wh.files.path(rel))
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
     try:
-        shutil.copyfile(source, tmp)
-        if tmp.stat().st_size != size:
+        shutil.copyfile(source.path, tmp)
+        if tmp.stat().st_size != len(data):
             raise SourceError(f"{source} changed while it was being ingested; ingest it again")
         os.replace(tmp, dest)
     except OSError as err:
         raise SourceError(f"cannot copy {source} into {dest.parent}: {err.strerror}") from err
     finally:
         tmp.unlink(missing_ok=True)
-    return dest
 
 
 def _manifest_row(f: _File, landed: int, quarantined: int, batch_id: str, now: datetime) -> dict:
@@ -292,7 +335,7 @@ class Suppression:
         hashes = wh.suppressed()
         if not hashes:
             return None
-        key = key if key is not None else privacy.pseudonym_key(wh.settings.pseudonym_key, wh.private_dir)
+        key = key if key is not None else privacy.pseudonym_key(wh.settings.pseudonym_key, wh.files)
         return cls(key, hashes)
 
     def _is_suppressed(self, kind: str, value: str) -> bool:
@@ -327,10 +370,10 @@ class Suppression:
         return any(self.hashes.values())
 
 
-def _blank(stored: Path, data: bytes, numbers: list[int]) -> tuple[str, int]:
+def _blank(wh: Warehouse, rel: str, data: bytes, numbers: list[int]) -> tuple[str, int]:
     """Blank records of the stored copy (everyone else's keep their numbers); its new hash and size."""
     new, _ = blank_records(data, numbers)
-    write_durably(stored, new)
+    wh.files.write(rel, new)
     return hashlib.sha256(new).hexdigest(), len(new)
 
 
@@ -346,10 +389,8 @@ _BAD_SCHEMA = pa.schema(
 )
 
 
-def parse(
-    c: Contract, data: bytes, path: Path, rel: str, ingested_at: datetime, batch_id: str
-) -> tuple[pa.Table, pa.Table]:
-    """Parse one newline-delimited JSON file (``data``, stored at ``path``) against landing contract ``c``.
+def parse(c: Contract, data: bytes, rel: str, ingested_at: datetime, batch_id: str) -> tuple[pa.Table, pa.Table]:
+    """Parse one newline-delimited JSON file (``data``, stored at ``rel``) against landing contract ``c``.
 
     Returns the landed rows (the contract's columns, lineage included) and the quarantined lines.
     Blank lines are ignored. A clean file is read in one pass by Arrow's JSON reader, which is
@@ -561,7 +602,7 @@ def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
             ORDER BY line_number
         """).to_arrow_table()
     except duckdb.Error as err:
-        raise SourceError(f"cannot parse the lines of a {c.name} file: {str(err).strip().splitlines()[0]}") from err
+        raise SourceError(f"cannot parse the lines of a {c.name} file: {first_line(err)}") from err
     finally:
         con.close()
     return good, bad.cast(_BAD_SCHEMA)

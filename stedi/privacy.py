@@ -9,7 +9,6 @@ import contextlib
 import functools
 import hmac
 import secrets
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import narwhals as nw
@@ -18,6 +17,8 @@ from stedi.errors import ConfigError
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from stedi.storage import Storage
 
 #: Columns that identify a person directly. Curated tables must carry none of them.
 DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
@@ -100,23 +101,25 @@ def mark_consent_scope(frame: nw.LazyFrame, *, taken_at: str, consent_scope: str
 # -- pseudonyms ----------------------------------------------------------------------------------
 
 
-def pseudonym_key(configured: str | None, private_dir: Path) -> bytes:
-    """The secret of the keyed hash: ``STEDI_PSEUDONYM_KEY`` when set, else the warehouse's key file.
+def pseudonym_key(configured: str | None, files: Storage) -> bytes:
+    """The secret of the keyed hash: ``STEDI_PSEUDONYM_KEY`` when set, else the warehouse's key file
+    (``.stedi/pseudonym.key`` in the warehouse's ``files``).
 
-    The file is generated once, readable only by its owner. The key is never stored in a table
-    and never printed.
+    The file is generated once, readable only by its owner (in S3, by whom the bucket's policy
+    lets read ``.stedi/``: prefer ``STEDI_PSEUDONYM_KEY`` from a secret store there). The key is never
+    stored in a table and never printed.
     """
     if configured:
         return configured.encode("utf-8")
-    path = private_dir / KEY_FILE
-    if not path.exists():
-        from stedi.warehouse import private_file
-
+    rel = f".stedi/{KEY_FILE}"
+    try:
+        key = files.read_bytes(rel).strip()
+    except FileNotFoundError:
         with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-            private_file(path, secrets.token_hex(32).encode("ascii"))
-    key = path.read_bytes().strip()
+            files.create_private(rel, secrets.token_hex(32).encode("ascii"))
+        key = files.read_bytes(rel).strip()
     if len(key) < 32:
-        raise ConfigError(f"pseudonym key file {path} is shorter than 32 bytes; restore it or set STEDI_PSEUDONYM_KEY")
+        raise ConfigError(f"pseudonym key file {files.url(rel)} is shorter than 32 bytes; restore it or set STEDI_PSEUDONYM_KEY")
     return key
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stedi.contracts import Contract
-from stedi.errors import JobError
+from stedi.errors import JobError, first_line
 
 if TYPE_CHECKING:
     import polars as pl
@@ -49,7 +49,7 @@ def apply_rules(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFra
         checks = ", ".join(f'coalesce(({r.predicate}), true) AS "{r.name}"' for r in c.rules)
         flags = pl.from_arrow(con.sql(f"SELECT {checks} FROM output").to_arrow_table())
     except duckdb.Error as err:
-        raise JobError(f"{c.name}: a rule of catalog/{c.name}.sql cannot be evaluated: {str(err).splitlines()[0]}") from err
+        raise JobError(f"{c.name}: a rule of catalog/{c.name}.sql cannot be evaluated: {first_line(err)}") from err
     finally:
         con.close()
 

@@ -10,7 +10,7 @@ import duckdb
 import pyarrow as pa
 
 from stedi.contracts import load_contracts
-from stedi.errors import QueryError
+from stedi.errors import QueryError, first_line
 from stedi.warehouse import Warehouse
 
 
@@ -21,6 +21,8 @@ def _quote(identifier: str) -> str:
 def connect(wh: Warehouse) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with one view per table of the warehouse, named as the table."""
     con = duckdb.connect()
+    if wh.files.remote:  # DuckDB reads s3:// through the warehouse's fsspec filesystem (no httpfs here)
+        con.register_filesystem(wh.files.fs)
     for name, c in load_contracts().items():
         files = wh.data_files(name)
         if files:
@@ -39,14 +41,10 @@ def sql(wh: Warehouse, query: str) -> pa.Table:
     try:
         return con.sql(query).to_arrow_table()
     except duckdb.CatalogException as err:
-        raise QueryError(f"{_first_line(err)} (tables: {', '.join(sorted(load_contracts()))})") from err
+        raise QueryError(f"{first_line(err)} (tables: {', '.join(sorted(load_contracts()))})") from err
     except duckdb.ParserException as err:
-        raise QueryError(f"malformed query: {_first_line(err)}") from err
+        raise QueryError(f"malformed query: {first_line(err)}") from err
     except duckdb.Error as err:
-        raise QueryError(_first_line(err)) from err
+        raise QueryError(first_line(err)) from err
     finally:
         con.close()
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0]

@@ -31,7 +31,7 @@ import narwhals as nw
 import pipelines
 from stedi import privacy
 from stedi.contracts import Contract, contract, contract_digest
-from stedi.errors import AuditError, JobError, StediError
+from stedi.errors import AuditError, JobError, StediError, first_line
 from stedi.warehouse import Change, Staged, Warehouse
 
 if TYPE_CHECKING:
@@ -490,7 +490,7 @@ def _run_stale(
             except StediError:
                 raise
             except Exception as err:  # a transform failed: nothing was committed
-                raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+                raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
             if quarantined:
                 staged.append(writer.submit(wh.stage, _quarantine(pl.concat(quarantined), run_id)))
             if audit:
@@ -509,7 +509,7 @@ def _run_stale(
     except StediError:
         raise
     except Exception as err:
-        raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
+        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {first_line(err)}") from err
     return results
 
 
@@ -574,7 +574,7 @@ def _run_stale_spark(
         except StediError:
             raise
         except Exception as err:
-            raise JobError(f"run failed before any table changed: {type(err).__name__}: {err}") from err
+            raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
         if quarantined:
             schema = {"reason": pl.String, "raw": pl.String, "target_table": pl.String}
             staged.append(wh.stage(_quarantine(pl.DataFrame(quarantined, schema=schema), run_id)))
@@ -590,7 +590,7 @@ def _run_stale_spark(
         raise
     except Exception as err:
         engine.discard()
-        raise JobError(f"run failed while committing; every table is back at its previous snapshot: {err}") from err
+        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {first_line(err)}") from err
     return results
 
 

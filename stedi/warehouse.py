@@ -1,12 +1,17 @@
-"""The warehouse: a folder holding landing copies, Iceberg tables and (by default) their SQL catalog.
+"""The warehouse: a folder (or an S3 prefix) holding landing copies, Iceberg tables and, by default,
+their SQL catalog.
 
-Layout of the embedded default::
+Layout::
 
     <warehouse>/
       catalog.db            Iceberg SQL catalog (SQLite) unless a catalog URI is given
       iceberg/stedi/<table>/{data,metadata}/
       landing/<source>/     raw files, byte for byte, as ingested
-      .stedi/               private state (the pseudonym key, the writers' lock)
+      .stedi/               private state (the pseudonym key, the commit journal, the writers' lock)
+
+An ``s3://bucket/prefix`` warehouse has the same layout in the bucket, except the catalog, which
+must be named (``--catalog-uri``: PostgreSQL to share it, or a local SQLite file), and the writers'
+lock, which is the catalog's (PostgreSQL) and this machine's.
 
 Every table is created from its contract on first use. Reads return lazy Polars frames over the
 current snapshot; writes are staged (data files written) and then committed together, each table
@@ -22,7 +27,6 @@ import json
 import os
 import random
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +41,9 @@ from pyiceberg.table import Table, Transaction
 
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
-from stedi.errors import ConfigError, StediError
+from stedi.errors import ConfigError, StediError, first_line
 from stedi.privacy import PERSONAL_COLUMNS
+from stedi.storage import Storage
 
 if TYPE_CHECKING:
     import polars as pl
@@ -54,8 +59,10 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
 }
 
+#: Private state, relative to the warehouse root.
+PRIVATE = ".stedi"
 #: Snapshots to go back to, written before a multi-table commit and removed after it.
-JOURNAL = "commit-journal.json"
+JOURNAL = f"{PRIVATE}/commit-journal.json"
 
 #: Retries of a table's commit when another writer committed to the table first.
 COMMIT_RETRIES = 4
@@ -115,22 +122,29 @@ class Warehouse:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.root = settings.warehouse.resolve()
+        self.files = Storage(settings.warehouse)
+        self.location = self.files.location  # an absolute path, or s3://bucket/prefix
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:
         wh = cls(settings)
-        try:
-            wh.root.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise ConfigError(f"cannot create warehouse folder {wh.root}: {err.strerror}") from err
+        wh.files.ensure()
+        wh.settle()
         return wh
 
     # -- folders ---------------------------------------------------------------------------------
     @property
+    def root(self) -> Path:
+        """The folder of a local warehouse."""
+        if self.files.remote:
+            raise StediError(f"{self.location} is not a local folder")
+        return Path(self.files.base)
+
+    @property
     def private_dir(self) -> Path:
-        path = self.root / ".stedi"
+        """The private folder of a local warehouse."""
+        path = self.root / PRIVATE
         path.mkdir(mode=0o700, exist_ok=True)
         return path
 
@@ -139,13 +153,15 @@ class Warehouse:
     def catalog(self) -> SqlCatalog:
         from sqlalchemy.exc import SQLAlchemyError
 
-        iceberg_root = self.root / "iceberg"
-        iceberg_root.mkdir(parents=True, exist_ok=True)
+        if not self.files.remote:
+            Path(self.files.path("iceberg")).mkdir(parents=True, exist_ok=True)
         try:
-            catalog = SqlCatalog(NAMESPACE, uri=self.settings.catalog_url, warehouse=iceberg_root.as_uri())
+            catalog = SqlCatalog(
+                NAMESPACE, uri=self.settings.catalog_url, warehouse=self.files.url("iceberg"), **self.files.iceberg_properties
+            )
             catalog.create_namespace_if_not_exists(NAMESPACE)
         except (SQLAlchemyError, ImportError) as err:
-            reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+            reason = first_line(getattr(err, "orig", None) or err)
             raise ConfigError(f"cannot open the Iceberg catalog at {self.catalog_name}: {reason}") from err
         return catalog
 
@@ -173,11 +189,11 @@ class Warehouse:
                 table = self.catalog.load_table(ident)
             except NoSuchTableError:
                 table = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=table_properties(c))
-            if not _local_path(table.location()).startswith(str(self.root / "iceberg")):
+            if not self.files.strip(table.location()).startswith(self.files.path("iceberg") + "/"):
                 # a catalog shared by mistake between two warehouses: never write into the other one
                 raise ConfigError(
                     f"the catalog {self.catalog_name} holds the tables of another warehouse "
-                    f"({table.location()}), not of {self.root}: give each warehouse its own catalog database"
+                    f"({table.location()}), not of {self.location}: give each warehouse its own catalog database"
                 )
             self._tables[name] = _up_to_contract(table, c)
         return self._tables[name]
@@ -188,9 +204,11 @@ class Warehouse:
         """Hold the warehouse's writers' lock: one command that writes (ingest, run, forget) at a time.
 
         Waits up to ``timeout`` seconds for another holder, then fails with who holds it. The lock
-        is the kernel's (``flock``): a killed process releases it.
+        is the kernel's (``flock``): a killed process releases it. Its file is in the warehouse's
+        private folder, or for an S3 warehouse in this user's cache folder (S3 has no lock: writers on
+        other machines are kept out by the PostgreSQL catalog's lock, see :meth:`_catalog_lock`).
         """
-        path = self.private_dir / "lock"
+        path = self._lock_file()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + timeout
         try:
@@ -202,7 +220,7 @@ class Warehouse:
                     if time.monotonic() >= deadline:
                         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stedi-etl command"
                         raise StediError(
-                            f"the warehouse {self.root} is busy ({holder}); waited {timeout:.0f}s, try again when it is done"
+                            f"the warehouse {self.location} is busy ({holder}); waited {timeout:.0f}s, try again when it is done"
                         ) from None
                     time.sleep(0.1)
             os.ftruncate(fd, 0)
@@ -213,10 +231,17 @@ class Warehouse:
         finally:
             os.close(fd)  # releases the lock
 
+    def _lock_file(self) -> Path:
+        if not self.files.remote:
+            return self.private_dir / "lock"
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stedi" / "locks"
+        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return cache / hashlib.sha256(self.location.encode()).hexdigest()[:32]
+
     @property
     def lock_id(self) -> int:
         """The key of the warehouse's PostgreSQL advisory lock (with a PostgreSQL catalog)."""
-        return int.from_bytes(hashlib.sha256(f"stedi:{self.root}".encode()).digest()[:8], "big", signed=True)
+        return int.from_bytes(hashlib.sha256(f"stedi:{self.location}".encode()).digest()[:8], "big", signed=True)
 
     @contextlib.contextmanager
     def _catalog_lock(self, what: str, deadline: float) -> Iterator[None]:
@@ -234,7 +259,7 @@ class Warehouse:
                 conn.rollback()
                 if time.monotonic() >= deadline:
                     raise StediError(
-                        f"the warehouse {self.root} is busy (a writer on another machine holds its lock in "
+                        f"the warehouse {self.location} is busy (a writer on another machine holds its lock in "
                         f"{self.catalog_name}); try again when it is done"
                     )
                 time.sleep(0.2)
@@ -249,19 +274,16 @@ class Warehouse:
     def remove_orphan_copies(self) -> int:
         """Delete the files of ``landing/`` that ``ingest_manifest`` does not record: copies and
         temporary files of ingests that never committed (a killed process). Run under :meth:`lock`."""
-        landing = self.root / "landing"
-        if not landing.is_dir():
+        on_disk = self.files.sizes("landing")
+        if not on_disk:
             return 0
         table = self.table("ingest_manifest")
         recorded: set[str] = set()
         if table.current_snapshot() is not None:
             recorded = set(table.scan(selected_fields=("stored_path",)).to_arrow()["stored_path"].to_pylist())
-        deleted = 0
-        for path in landing.rglob("*"):
-            if path.is_file() and path.relative_to(self.root).as_posix() not in recorded:
-                path.unlink()
-                deleted += 1
-        return deleted
+        orphans = [self.files.path(rel) for rel in on_disk if rel not in recorded]
+        self.files.delete_paths(orphans)
+        return len(orphans)
 
     def expire_and_remove_unreferenced(self, name: str) -> int:
         """Expire every snapshot of table ``name`` but the current one, then delete every file under
@@ -277,18 +299,16 @@ class Warehouse:
         older = [s.snapshot_id for s in table.metadata.snapshots if current is None or s.snapshot_id != current.snapshot_id]
         if older:
             table.maintenance.expire_snapshots().by_ids(older).commit()
-        keep = {_local_path(table.metadata_location)}
+        strip = self.files.strip
+        keep = {strip(table.metadata_location)}
         if current is not None:
-            keep.add(_local_path(current.manifest_list))
+            keep.add(strip(current.manifest_list))
             for manifest in current.manifests(table.io):
-                keep.add(_local_path(manifest.manifest_path))
-                keep.update(_local_path(e.data_file.file_path) for e in manifest.fetch_manifest_entry(table.io))
-        deleted = 0
-        for path in Path(_local_path(table.location())).rglob("*"):
-            if path.is_file() and str(path) not in keep:
-                path.unlink()
-                deleted += 1
-        return deleted
+                keep.add(strip(manifest.manifest_path))
+                keep.update(strip(e.data_file.file_path) for e in manifest.fetch_manifest_entry(table.io))
+        unused = [name for name in self.files.files_under(table.location()) if name not in keep]
+        self.files.delete_paths(unused)
+        return len(unused)
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
@@ -301,11 +321,13 @@ class Warehouse:
         return pl.scan_iceberg(table)
 
     def data_files(self, name: str) -> list[str]:
-        """Local paths of the Parquet files of the current snapshot (Iceberg deletes are copy-on-write)."""
+        """The Parquet files of the current snapshot (Iceberg deletes are copy-on-write): local
+        paths, or ``s3://`` URIs."""
         table = self.table(name)
         if table.current_snapshot() is None:
             return []
-        return [_local_path(task.file.file_path) for task in table.scan().plan_files()]
+        paths = [task.file.file_path for task in table.scan().plan_files()]
+        return paths if self.files.remote else [self.files.strip(p) for p in paths]
 
     def snapshot_property(self, name: str, prop: str) -> str | None:
         """A property stamped on the current snapshot of table ``name`` by whatever wrote it."""
@@ -368,19 +390,25 @@ class Warehouse:
         back (:meth:`recover`): a warehouse is never left half-committed.
         """
         before = {s.table: self.info(s.table).snapshot_id for s in staged}
-        journal = self.private_dir / JOURNAL
-        write_durably(journal, json.dumps({"before": before}).encode())
+        self.files.write(JOURNAL, json.dumps({"before": before}).encode())
         done: list[str] = []
         try:
             for s in staged:
                 self._commit(s)
                 done.append(s.table)
-        except BaseException:
-            for name in reversed(done):
-                self.restore(name, before[name])
-            journal.unlink(missing_ok=True)
+        except BaseException as err:
+            try:
+                for name in reversed(done):
+                    self.restore(name, before[name])
+            except Exception as again:  # the storage or catalog that failed the commit fails this too
+                raise StediError(
+                    f"a commit failed ({first_line(err)}) and {', '.join(done)} could not be put back yet "
+                    f"({first_line(again)}); the next stedi-etl command puts them back"
+                ) from err
+            with contextlib.suppress(Exception):  # left behind, it only makes the next writer restore the same snapshots
+                self.files.delete(JOURNAL)
             raise
-        journal.unlink(missing_ok=True)
+        self.files.delete(JOURNAL)
 
     def _commit(self, staged: Staged) -> None:
         """Commit one table's change. pyiceberg itself retries an append that another writer beat
@@ -402,17 +430,23 @@ class Warehouse:
                 self.table(staged.table).refresh()
                 staged = Staged(staged.table, staged.redo(), staged.redo)
 
+    def settle(self) -> None:
+        """Before a command, finish a commit that a killed process or a failed storage left half
+        done (:meth:`recover`, under the lock), so that no command, reader or writer, sees it."""
+        if self.files.exists(JOURNAL):
+            with self.lock("stedi-etl recovery"):
+                pass
+
     def recover(self) -> list[str]:
         """Finish what a killed commit left: put back the tables its journal names. Returns them.
         Called by :meth:`lock`, so every writer starts from a whole warehouse."""
-        journal = self.private_dir / JOURNAL
         try:
-            before = json.loads(journal.read_bytes())["before"]
+            before = json.loads(self.files.read_bytes(JOURNAL))["before"]
         except FileNotFoundError:
             return []
         for name, snapshot_id in before.items():
             self.restore(name, snapshot_id)
-        journal.unlink()
+        self.files.delete(JOURNAL)
         return list(before)
 
     def restore(self, name: str, snapshot_id: int | None) -> None:
@@ -439,27 +473,3 @@ def _up_to_contract(table: Table, c: Contract) -> Table:
             tx.set_properties(wanted)
     return table
 
-
-def _local_path(uri: str) -> str:
-    return uri.removeprefix("file://") if uri.startswith("file://") else uri
-
-
-def write_durably(path: Path, content: bytes) -> None:
-    """Replace ``path`` with ``content`` atomically and durably: a new file beside it, flushed to
-    disk, renamed over it."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def private_file(path: Path, content: bytes) -> None:
-    """Create ``path`` readable only by its owner, failing if it exists (no race, no overwrite)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(content)

@@ -148,7 +148,7 @@ def test_an_incremental_run_without_a_passed_audit_audits_everything(tmp_path, a
     ann, bob = customer("Ann A"), customer("Bob B", shareWithResearchAsOfDate=None)
     ingest(wh, write_landing(tmp_path / "a", [ann, bob], [reading(ann["email"])], [step(ann["serialNumber"])], name="a"), KEY)
     run(wh, KEY)
-    (wh.private_dir / audit.PASSED).unlink()  # say, the audit's own code changed since
+    (wh.root / audit.PASSED).unlink()  # say, the audit's own code changed since
     ingest(wh, write_landing(tmp_path / "b", readings=[reading(ann["email"], T0 + 1), reading(bob["email"])], name="b"), KEY)
     focus = []
     real = audit.audit

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from fsspec.implementations.local import LocalFileSystem
 
 from stedi.config import Settings
 from stedi.errors import SourceError
@@ -139,14 +140,14 @@ def test_unusable_sources_raise_a_clear_error(wh, tmp_path, setup, message):
 def test_an_unreadable_file_raises_a_clear_error_and_stores_nothing(wh, tmp_path, monkeypatch):
     src = write_landing(tmp_path / "src", [customer("Ann A")], [reading("Ann.A@test.com")])
     locked = next((src / "accelerometer" / "landing").iterdir())
-    real_read = Path.read_bytes
+    real_read = LocalFileSystem.cat_file
 
-    def read_bytes(self):  # what chmod 000 does for a user who is not root (the tests may run as root)
-        if self == locked:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_read(self)
+    def cat_file(self, path, *args, **kwargs):  # what chmod 000 does for a user who is not root (the tests may run as root)
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(self, path, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(LocalFileSystem, "cat_file", cat_file)
     with pytest.raises(SourceError, match=f"cannot read {locked}: Permission denied"):
         ingest(wh, src)
     assert wh.info("customer_landing").rows == 0
