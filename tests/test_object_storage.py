@@ -248,3 +248,19 @@ def test_the_endpoint_failing_mid_ingest_keeps_nothing_and_the_next_ingest_lands
     ok(etl(s3.warehouse, s3.catalog, "ingest", "--run", str(reference.batch)))
     assert_same(state(s3.warehouse, s3.catalog), reference.last)
     assert "audit passed" in ok(etl(s3.warehouse, s3.catalog, "audit"))  # no stray copy in landing/
+
+
+def test_writers_of_one_s3_warehouse_on_this_machine_wait_for_each_other(s3):
+    from stedi.errors import StediError
+
+    first = Warehouse.open(Settings(warehouse=s3.warehouse, catalog_uri=s3.catalog))
+    second = Warehouse.open(Settings(warehouse=s3.warehouse, catalog_uri=s3.catalog))
+    other = Warehouse.open(Settings(warehouse=f"s3://{s3.bucket}/another", catalog_uri=s3.catalog + "-2"))
+    busy = pytest.raises(StediError, match=rf"s3://{s3.bucket}/wh is busy \(stedi-etl run, pid \d+\)")
+    with first.lock("stedi-etl run"):
+        with busy, second.lock("stedi-etl ingest", timeout=0.3):
+            pass
+        with other.lock("stedi-etl ingest", timeout=0.3):  # another warehouse: its own lock
+            pass
+    with second.lock("stedi-etl ingest", timeout=0.3):  # free again once the first is done
+        pass
