@@ -160,12 +160,12 @@ class Storage:
             tmp.unlink(missing_ok=True)
 
     def create_private(self, rel: str, content: bytes) -> None:
-        """Create ``rel`` holding a secret, failing with FileExistsError if it exists. Locally the
-        file is readable by its owner only; in S3 the bucket's policy decides who reads it."""
+        """Create ``rel`` holding a secret, failing with FileExistsError if it exists (no race: two
+        processes creating it at once, one wins and the other reads the winner's). Locally the file
+        is readable by its owner only; in S3 the bucket's policy decides who reads it."""
         if self.remote:
-            if self.fs.exists(self.path(rel)):
-                raise FileExistsError(self.path(rel))
-            self.fs.pipe_file(self.path(rel), content)
+            # a conditional PUT (If-None-Match: *), which AWS S3, MinIO and moto honour
+            self.fs.pipe_file(self.path(rel), content, mode="create")
             return
         path = Path(self.path(rel))
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

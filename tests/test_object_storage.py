@@ -264,3 +264,33 @@ def test_writers_of_one_s3_warehouse_on_this_machine_wait_for_each_other(s3):
             pass
     with second.lock("stedi-etl ingest", timeout=0.3):  # free again once the first is done
         pass
+
+
+def test_the_settings_file_of_an_s3_warehouse_is_read_from_the_bucket(s3):
+    s3.fs.pipe_file(f"{s3.bucket}/wh/stedi.toml", f'catalog_uri = "{s3.catalog}"\nconsent_scope = "since-consent"\n'.encode())
+    ok(etl(s3.warehouse, None, "ingest", "--run", str(SAMPLE)))  # no --catalog-uri: the file names it
+    wh = Warehouse.open(Settings(warehouse=s3.warehouse, catalog_uri=s3.catalog))
+    assert wh.snapshot_property("accelerometer_trusted", "stedi.consent-scope") == "since-consent"
+    s3.fs.pipe_file(f"{s3.bucket}/wh/stedi.toml", b"consent_scope = 'sometimes'\n")
+    assert "consent scope must be one of" in one_line_error(etl(s3.warehouse, s3.catalog, "tables"))
+
+
+def test_two_processes_creating_the_key_of_a_new_s3_warehouse_at_once_get_the_same_key(s3):
+    from stedi.privacy import pseudonym_key
+    from stedi.storage import Storage
+
+    first, second = Storage(s3.warehouse), Storage(s3.warehouse)
+    real_read = Storage.read_bytes
+    seen: list[bytes] = []
+
+    def read_after_the_other_created_it(self, rel):  # both found no key, then both create one
+        if rel.endswith("pseudonym.key") and not seen:
+            seen.append(b"")
+            raise FileNotFoundError(rel)
+        return real_read(self, rel)
+
+    key = pseudonym_key(None, first)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Storage, "read_bytes", read_after_the_other_created_it)
+        assert pseudonym_key(None, second) == key
+    assert pseudonym_key(None, first) == key  # and the first one's is still the key
