@@ -259,17 +259,11 @@ def _run_jobs(
 def _spark_engine(obj: _Context, master: str | None):
     from stedi.errors import ConfigError
 
-    if obj.warehouse.files.remote:
-        # Spark's executors would write s3a:// files, which needs hadoop-aws and the AWS SDK on the
-        # cluster's classpath: not something stedi can install for a cluster it does not own.
-        raise ConfigError(
-            f"--engine spark writes table files from the executors, which needs a local or shared folder as warehouse, "
-            f"not {obj.warehouse.location}: run the Polars engine there"
-        )
     try:
         from stedi import spark
     except ImportError as err:
         raise ConfigError(f"--engine spark needs PySpark: pip install 'stedi[spark]' ({err})") from err
+    spark.SparkTables.refuse_remote(obj.warehouse)  # before the seconds Spark takes to start
     try:
         session = spark.session(master or spark.DEFAULT_MASTER)
     except ConfigError:

@@ -83,9 +83,22 @@ class SparkTables(SparkEngine):
 
     def __init__(self, spark: SparkSession, wh: Warehouse):
         super().__init__(spark)
+        self.refuse_remote(wh)
         self.wh = wh
         self.written: list[Path] = []  # folders of this run's files, deleted if it fails
         self._cached: list[DataFrame] = []
+
+    @staticmethod
+    def refuse_remote(wh: Warehouse) -> None:
+        """Refuse an S3 warehouse: the executors would write ``s3a://`` files, which needs hadoop-aws
+        and the AWS SDK on the cluster's classpath, not something stedi can install on a cluster."""
+        from stedi.errors import ConfigError
+
+        if wh.files.remote:
+            raise ConfigError(
+                "--engine spark writes table files from the executors, which needs a local or shared folder as "
+                f"warehouse, not {wh.location}: run the Polars engine there"
+            )
 
     def load(self, name: str) -> DataFrame:
         from stedi.contracts import contract
