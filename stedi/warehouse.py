@@ -59,6 +59,9 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
 }
 
+#: The namespace property naming the warehouse whose tables a catalog holds.
+OWNER = "stedi.warehouse"
+
 #: Private state, relative to the warehouse root.
 PRIVATE = ".stedi"
 #: Snapshots to go back to, written before a multi-table commit and removed after it.
@@ -160,9 +163,20 @@ class Warehouse:
                 NAMESPACE, uri=self.settings.catalog_url, warehouse=self.files.url("iceberg"), **self.files.iceberg_properties
             )
             catalog.create_namespace_if_not_exists(NAMESPACE)
+            owner = catalog.load_namespace_properties(NAMESPACE).get(OWNER)
+            if owner is None:  # a new catalog (or one made before stedi recorded this): it is ours now
+                with contextlib.suppress(SQLAlchemyError):  # unless another process just recorded its own
+                    catalog.update_namespace_properties(NAMESPACE, updates={OWNER: self.location})
+                owner = catalog.load_namespace_properties(NAMESPACE).get(OWNER)
         except (SQLAlchemyError, ImportError) as err:
             reason = first_line(getattr(err, "orig", None) or err)
             raise ConfigError(f"cannot open the Iceberg catalog at {self.catalog_name}: {reason}") from err
+        if owner is not None and owner != self.location:
+            # a catalog shared by mistake between two warehouses: never read or write the other one's tables
+            raise ConfigError(
+                f"the catalog {self.catalog_name} holds the tables of another warehouse ({owner}), not of "
+                f"{self.location}: give each warehouse its own catalog database"
+            )
         return catalog
 
     @property

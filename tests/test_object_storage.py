@@ -294,3 +294,19 @@ def test_two_processes_creating_the_key_of_a_new_s3_warehouse_at_once_get_the_sa
         mp.setattr(Storage, "read_bytes", read_after_the_other_created_it)
         assert pseudonym_key(None, second) == key
     assert pseudonym_key(None, first) == key  # and the first one's is still the key
+
+
+def test_the_compose_setup_an_s3_warehouse_with_its_catalog_in_postgresql(s3, catalog_uri, tmp_path, monkeypatch):
+    """What docker-compose.yml runs (MinIO + PostgreSQL), with moto in MinIO's place, through the
+    environment variables only."""
+    local = str(tmp_path / "local")
+    ok(etl(local, None, "ingest", "--run", str(SAMPLE)))
+    monkeypatch.setenv("STEDI_WAREHOUSE", s3.warehouse)
+    monkeypatch.setenv("STEDI_CATALOG_URI", catalog_uri)
+    runner = CliRunner()
+    for command in (["ingest", str(SAMPLE)], ["run"], ["tables"]):
+        ok(runner.invoke(cli, command, catch_exceptions=False))
+    assert_same(state(s3.warehouse, catalog_uri), state(local, None))
+    # the same catalog named for another warehouse (the variable left set by mistake) is refused
+    line = one_line_error(etl(local, None, "tables"))
+    assert "holds the tables of another warehouse" in line and s3.warehouse in line
