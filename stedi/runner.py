@@ -295,7 +295,12 @@ def run(
             _log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
             raise
         if summary.changed:  # a run that changed nothing leaves no trace, not even in the log
-            _log(wh, summary, started_at)
+            try:
+                _log(wh, summary, started_at)
+            except Exception as err:  # the storage or catalog failing now: say what is already done
+                raise StediError(
+                    f"run {summary.run_id} committed its tables, but its run_log rows could not be written: {first_line(err)}"
+                ) from err
         return summary
 
 
@@ -393,7 +398,8 @@ def _run(
         from stedi.audit import audit_unless_unchanged, remember_passed
 
         if stale:  # audited before its commit, in _run_stale
-            remember_passed(wh, key)
+            with contextlib.suppress(OSError):  # without the marker, the next run audits everything: still right
+                remember_passed(wh, key)
         else:
             found = audit_unless_unchanged(wh, key)
             if found:

@@ -112,6 +112,27 @@ def test_a_commit_failing_midway_puts_back_the_tables_already_committed(wh, monk
     assert {t: wh.info(t).rows for t in TABLES} == rows_before
 
 
+def test_a_run_log_that_cannot_be_written_is_said_after_the_tables_are_committed(wh, monkeypatch):
+    from pyiceberg.table import Transaction
+
+    from stedi.errors import StediError
+
+    real_commit = Transaction.commit_transaction
+
+    def storage_down_for_the_log(self):
+        if self._table.name()[-1] == "run_log":
+            raise OSError("connection reset")
+        return real_commit(self)
+
+    monkeypatch.setattr(Transaction, "commit_transaction", storage_down_for_the_log)
+    with pytest.raises(StediError, match=r"committed its tables, but its run_log rows could not be written: connection reset"):
+        run(wh, KEY)
+    monkeypatch.undo()
+    assert all(wh.info(t).snapshot_id is not None for t in TABLES)  # published, whole
+    assert wh.info("run_log").rows == 0
+    assert not run(wh, KEY).changed  # and the next run finds nothing to do
+
+
 def test_output_rows_breaking_the_contract_are_quarantined_not_written():
     import polars as pl
 
