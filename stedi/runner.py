@@ -382,10 +382,10 @@ def _run(
         summary.changed_customers, summary.reading_customers = len(plan.changed.emails), len(plan.readers.emails)
     if not stale:
         results = {}
-    elif getattr(engine, "writes_tables", False):  # the Spark engine: executors write the files
-        results = _run_stale_spark(wh, stale, key, engine, prints, params, summary.run_id, notify, audit)
     else:
-        results = _run_stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit, plan)
+        step = _Stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit)
+        # the Spark engine's executors write the files themselves
+        results = _run_stale_spark(step) if getattr(engine, "writes_tables", False) else _run_stale(step, plan)
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
@@ -408,18 +408,25 @@ def _run(
     return summary
 
 
-def _run_stale(
-    wh: Warehouse,
-    stale: list[Job],
-    key: bytes,
-    engine: Engine,
-    prints: Mapping[str, str],
-    params: Mapping[str, str],
-    run_id: str,
-    notify: Callable[[str, str], None],
-    audit: bool,
-    plan: incremental.Plan | None = None,
-) -> dict[str, JobResult]:
+@dataclass(frozen=True)
+class _Stale:
+    """What a run hands the step that computes, checks, audits and commits its stale jobs."""
+
+    wh: Warehouse
+    jobs: list[Job]  # the stale ones, in dependency order
+    key: bytes
+    engine: Any
+    prints: Mapping[str, str]  # fingerprints, stamped on each output
+    params: Mapping[str, str]
+    run_id: str
+    notify: Callable[[str, str], None]
+    audit: bool
+
+    def unpack(self) -> tuple:
+        return self.wh, self.jobs, self.key, self.engine, self.prints, self.params, self.run_id, self.notify, self.audit
+
+
+def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, JobResult]:
     """Evaluate the stale jobs (all their rows, or with ``plan`` only the rows of the people it
     touches); write each output's files while the next job computes; audit what is about to be
     published while the last files are written; commit all, unless the audit objects."""
@@ -427,6 +434,8 @@ def _run_stale(
 
     from stedi import incremental
     from stedi.quality import apply_rules
+
+    wh, stale, key, engine, prints, params, run_id, notify, audit = step.unpack()
 
     results: dict[str, JobResult] = {}
     quarantined: list[pl.DataFrame] = []
@@ -519,17 +528,7 @@ def _run_stale(
     return results
 
 
-def _run_stale_spark(
-    wh: Warehouse,
-    stale: list[Job],
-    key: bytes,
-    engine: Any,
-    prints: Mapping[str, str],
-    params: Mapping[str, str],
-    run_id: str,
-    notify: Callable[[str, str], None],
-    audit: bool,
-) -> dict[str, JobResult]:
+def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
     """:func:`_run_stale` on Spark (:mod:`stedi.spark`): each output checked in Spark and written
     by the executors into its table's location, the audit over the written files, then every
     table committed through pyiceberg (the written files added), all or nothing."""
@@ -537,6 +536,8 @@ def _run_stale_spark(
     from pyiceberg.expressions import AlwaysTrue
 
     from stedi import incremental
+
+    wh, stale, key, engine, prints, params, run_id, notify, audit = step.unpack()
 
     results: dict[str, JobResult] = {}
     quarantined: list[dict] = []

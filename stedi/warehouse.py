@@ -100,10 +100,11 @@ class TableInfo:
 @dataclass(frozen=True)
 class Change:
     """One table's part of a commit: rows to append, the table's new content, or rows replacing
-    those that ``where`` matches (no row deleted when it is None)."""
+    those that ``where`` matches (no row deleted when it is None). :meth:`Warehouse.stage` takes
+    Arrow; the runner builds a change with a Polars frame and converts it on its writer thread."""
 
     table: str
-    data: pa.Table | pa.RecordBatchReader
+    data: pa.Table | pa.RecordBatchReader | pl.DataFrame
     mode: Literal["append", "overwrite", "replace"]
     properties: dict[str, str] = field(default_factory=dict)
     where: BooleanExpression | None = None
