@@ -30,6 +30,7 @@ import polars as pl
 
 from stedi import privacy
 from stedi.contracts import load_contracts
+from stedi.storage import PRIVATE
 from stedi.warehouse import Warehouse
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ CURATED = ("customers_curated", "machine_learning_curated")
 #: only appends to them (run_log after a commit) must not force the next audit.
 NOT_AUDITED = ("run_log", "erasure_log")
 #: Where the digest of the last warehouse state that passed the audit is kept.
-PASSED = ".stedi/audit-passed"
+PASSED = f"{PRIVATE}/audit-passed"
 _EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
 
 

@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from stedi.errors import ConfigError
-from stedi.storage import is_remote, normalise
+from stedi.errors import ConfigError, first_line
+from stedi.storage import Storage, is_remote, normalise, storage_error
 
 DEFAULT_WAREHOUSE = "lakehouse"
 SETTINGS_FILE = "stedi.toml"
@@ -110,24 +110,16 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
 
 def read_settings_file(warehouse: Path | str) -> dict[str, object]:
     """The settings in ``<warehouse>/stedi.toml`` (none if the file does not exist)."""
-    if is_remote(warehouse):
-        from stedi.storage import Storage, storage_error
-
-        path = f"{warehouse}/{SETTINGS_FILE}"
-        try:
-            text = Storage(warehouse).read_bytes(SETTINGS_FILE).decode("utf-8")
-        except FileNotFoundError:
-            return {}
-        except Exception as err:  # noqa: BLE001 — an endpoint down, refused credentials, ...
-            raise storage_error(err, str(warehouse)) from err
-    else:
-        path = Path(warehouse) / SETTINGS_FILE
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}
-        except OSError as err:
-            raise ConfigError(f"cannot read {path}: {err.strerror}") from err
+    files = Storage(warehouse)
+    path = f"{files.location}/{SETTINGS_FILE}"
+    try:
+        text = files.read_bytes(SETTINGS_FILE).decode("utf-8")
+    except FileNotFoundError:
+        return {}
+    except Exception as err:  # a file that is no text, a folder's rights, an endpoint down, ...
+        if files.remote:
+            raise storage_error(err, files.location) from err
+        raise ConfigError(f"cannot read {path}: {getattr(err, 'strerror', None) or first_line(err)}") from err
     try:
         values = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -174,12 +174,12 @@ def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
     return summary
 
 
-
 def _delete(wh: Warehouse, name: str, where: In, props: dict[str, str]) -> Transaction:
     """A transaction deleting the rows of table ``name`` that ``where`` matches (copy-on-write)."""
     tx = wh.table(name).transaction()
     tx.delete(where, snapshot_properties=props)
     return tx
+
 
 def _owner_lookup(people: list[str], keys: dict[str, str], serial_owner: dict[str, str]) -> dict[str, dict[str, str]]:
     """For each kind of identifying value (email, serial, key): value -> the person's email."""

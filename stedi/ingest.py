@@ -118,7 +118,10 @@ def discover(source: str | Path) -> list[tuple[str, RawFile]]:
     text = str(source)
     try:
         fs, base = filesystem(normalise(text))
-        kind = fs.info(base)["type"] if fs.exists(base) else None
+        try:
+            kind = fs.info(base)["type"]
+        except FileNotFoundError:
+            kind = None
     except StediError:
         raise
     except Exception as err:  # noqa: BLE001 — an endpoint down, refused credentials, ...

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import narwhals as nw
 
 from stedi.errors import ConfigError
+from stedi.storage import PRIVATE
 
 if TYPE_CHECKING:
     import polars as pl
@@ -111,7 +112,7 @@ def pseudonym_key(configured: str | None, files: Storage) -> bytes:
     """
     if configured:
         return configured.encode("utf-8")
-    rel = f".stedi/{KEY_FILE}"
+    rel = f"{PRIVATE}/{KEY_FILE}"
     try:
         key = files.read_bytes(rel).strip()
     except FileNotFoundError:

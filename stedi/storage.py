@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 #: URI schemes of object storage stedi can use.
 REMOTE_SCHEMES = ("s3://",)
 
+#: stedi's private state (pseudonym key, commit journal, audit marker), relative to the warehouse root.
+PRIVATE = ".stedi"
+
 
 def is_remote(location: str | Path) -> bool:
     """Whether ``location`` names object storage rather than a local folder."""

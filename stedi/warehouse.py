@@ -43,7 +43,7 @@ from stedi.config import Settings
 from stedi.contracts import Contract, contract
 from stedi.errors import ConfigError, StediError, first_line
 from stedi.privacy import PERSONAL_COLUMNS
-from stedi.storage import Storage
+from stedi.storage import PRIVATE, Storage
 
 if TYPE_CHECKING:
     import polars as pl
@@ -62,8 +62,6 @@ TABLE_PROPERTIES = {
 #: The namespace property naming the warehouse whose tables a catalog holds.
 OWNER = "stedi.warehouse"
 
-#: Private state, relative to the warehouse root.
-PRIVATE = ".stedi"
 #: Snapshots to go back to, written before a multi-table commit and removed after it.
 JOURNAL = f"{PRIVATE}/commit-journal.json"
 
