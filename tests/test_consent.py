@@ -87,6 +87,12 @@ def test_a_bad_settings_file_is_a_clear_error(tmp_path, toml, message):
         resolve({}, warehouse=tmp_path)
 
 
+def test_a_settings_file_that_is_not_text_is_a_clear_error(tmp_path):
+    (tmp_path / "stedi.toml").write_bytes(b"consent_scope = \"\xff\"\n")
+    with pytest.raises(ConfigError, match=r"cannot read .*stedi\.toml: .*utf-8"):
+        resolve({}, warehouse=tmp_path)
+
+
 def test_run_consent_scope_option(tmp_path):
     ann, readings, steps = _before_and_after_consent()
     src = write_landing(tmp_path / "src", [ann], readings, steps)
