@@ -15,6 +15,7 @@ CREATE TABLE accelerometer_trusted (
 COMMENT 'Accelerometer readings of consenting customers'
 TBLPROPERTIES (
     'stedi.owner' = 'user',
+    'stedi.taken_at' = 'timestamp',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.timestamp_in_ms' = 'drop',

@@ -13,6 +13,7 @@ CREATE TABLE step_trainer_trusted (
 COMMENT 'Step trainer readings of curated customers'
 TBLPROPERTIES (
     'stedi.owner' = 'serialNumber',
+    'stedi.taken_at' = 'sensorReadingTime',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.time_in_ms' = 'drop',

@@ -66,18 +66,23 @@ def audit(
     """Every violation of the privacy rules in the warehouse as it is now (empty: all is well).
 
     ``pending`` are tables a run is about to commit, by name, read instead of the committed ones
-    (written with ``consent_scope``): a run audits what it would publish before publishing it.
+    (written with ``consent_scope``): a run audits what it would publish before publishing it. It
+    may also hold a table the run read whole as committed (customer_landing), so it is read once.
     ``focus`` limits the checks of rows to those people's rows: an incremental run, starting from a
     warehouse that passed the audit, changes no one else's rows and no one else's state.
     """
     found: list[Violation] = []
-    people = _people(wh, key, focus)
     suppressed = wh.suppressed()
     pending = pending or {}
 
     def current(name: str) -> pl.LazyFrame:
         frame = pending[name] if name in pending else wh.scan(name)
         return focus.restrict(frame, name) if focus is not None else frame
+
+    landing = current("customer_landing")
+    if focus is not None:  # a few people's records: read once, used twice
+        landing = landing.collect().lazy()
+    people = _people(landing, key)
 
     def scope_of(name: str) -> str | None:
         return consent_scope if name in pending else wh.snapshot_property(name, "stedi.consent-scope")
@@ -94,7 +99,7 @@ def audit(
     allowed = people.filter("consenting")
     erased_keys = list(suppressed.get("email", ()))
     # (the people of a focus include every owner of their devices: whether one is shared is known)
-    shared = privacy.shared_devices(nw.from_native(current("customer_landing"))).to_native()
+    shared = privacy.shared_devices(nw.from_native(landing)).to_native()
     report(
         "device of several customers",
         "step_trainer_trusted",
@@ -237,11 +242,10 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def _people(wh: Warehouse, key: bytes, focus: People | None = None) -> pl.LazyFrame:
-    """Every customer (or those of ``focus``) as of their latest record: email, serial,
+def _people(landing: pl.LazyFrame, key: bytes) -> pl.LazyFrame:
+    """The customers of ``landing`` (customer records) as of their latest record: email, serial,
     customer_key, consenting, consent_at."""
-    landing = wh.scan("customer_landing")
-    latest = privacy.latest_records(nw.from_native(focus.restrict(landing, "customer_landing") if focus is not None else landing))
+    latest = privacy.latest_records(nw.from_native(landing))
     native = latest.select(
         "email",
         nw.col("serialNumber").alias("serial"),

@@ -128,6 +128,13 @@ class Contract:
         recompute a table's rows by owner."""
         return dict(self.properties).get("stedi.owner")
 
+    @property
+    def taken_at(self) -> str | None:
+        """The column of a table of readings saying when each was taken, in epoch milliseconds
+        (TBLPROPERTIES ``stedi.taken_at``). Incremental runs read only the committed readings of the
+        time span of the new ones: a new reading can only repeat or pair with one taken at its time."""
+        return dict(self.properties).get("stedi.taken_at")
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -215,9 +222,9 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.zone' must be one of {ZONES}, got {zone!r}")
     if not columns:
         raise ContractError(f"{source}: table {name} declares no columns")
-    owner = props.get("stedi.owner")
-    if owner is not None and owner not in {c.name for c in columns}:
-        raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner' names {owner!r}, which is not a column")
+    for prop in ("stedi.owner", "stedi.taken_at"):
+        if props.get(prop) is not None and props[prop] not in {c.name for c in columns}:
+            raise ContractError(f"{source}: TBLPROPERTIES {prop!r} names {props[prop]!r}, which is not a column")
     rules = []
     for rule_name, predicate in checks:
         action = props.get(f"stedi.rule.{rule_name}", "drop")

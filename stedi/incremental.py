@@ -114,6 +114,10 @@ class Plan:
     changed: People
     readers: People
     key: bytes
+    #: customer_landing as committed, read whole once: the plan, the jobs and the audit each need it
+    customers: pl.DataFrame
+    #: the first and last time (epoch ms) a new reading was taken, or None if no reading is new
+    window: tuple[int, int] | None = None
 
     def pseudonyms(self, people: People) -> pl.DataFrame:
         import polars as pl
@@ -168,7 +172,7 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
         rows = _appended(wh, name, since)
         if rows is None:
             return None
-        new[name] = rows
+        new[name] = rows.collect().lazy()  # read once: the plan and the jobs read them again
 
     def column(name: str, col: str) -> set[str]:
         value = privacy.normalise_email(col) if col in EMAIL_OWNERS else nw.col(col)
@@ -180,7 +184,8 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     devices = column("step_trainer_landing", "serialNumber")
 
     landing = wh.table("customer_landing")
-    records = [_records(wh.scan("customer_landing"))]  # customer records now, and before if others
+    records_now = wh.scan("customer_landing").collect()
+    records = [_records(records_now.lazy())]  # customer records now, and before if others
     if customers and base["customer_landing"] is not None:
         records.append(_records(pl.scan_iceberg(landing, snapshot_id=base["customer_landing"])))
 
@@ -217,10 +222,25 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
         return People(frozenset(emails), keys, frozenset(serials), frozenset(spellings))
 
     touched = changed | readers
-    everyone = len(touched | _values(records[0], "email"))  # (readings may name people with no record yet)
+    # (readings may name people with no record yet)
+    everyone = pl.concat([records[0]["email"], pl.Series("email", sorted(touched), pl.String)]).drop_nulls().n_unique()
     if len(touched) > REBUILD_SHARE * everyone:
         return None  # most customers touched: recomputing them one by one costs more than a rebuild
-    return Plan(new, people(changed, changed_serials), people(readers, reader_serials), key)
+    return Plan(new, people(changed, changed_serials), people(readers, reader_serials), key, records_now, _window(new))
+
+
+def _window(new: Mapping[str, pl.LazyFrame]) -> tuple[int, int] | None:
+    """The first and last time a new reading was taken (``stedi.taken_at``), over every table of readings."""
+    import polars as pl
+
+    spans = [
+        frame.select(pl.col(c.taken_at).min().alias("first"), pl.col(c.taken_at).max().alias("last")).collect().row(0)
+        for name, frame in new.items()
+        if (c := contract(name)).taken_at is not None
+    ]
+    firsts = [f for f, _ in spans if f is not None]
+    lasts = [last for _, last in spans if last is not None]
+    return (min(firsts), max(lasts)) if firsts else None
 
 
 def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | None:
@@ -280,25 +300,40 @@ def evaluate(
     ``finish(job, frame)`` drops the rows a job marks as not to keep (a native frame);
     ``after(job, rows, remove)`` checks and stages an output -- ``rows`` to add, ``remove`` whose
     rows to delete -- and returns the rows kept (a native frame) for the jobs downstream.
-    Returns, by table, what the audit of the run checks (a native frame, see below)."""
+    Returns, by table, what the audit of the run checks (a native frame, see below), and
+    customer_landing as the plan read it."""
     changed, readers = plan.changed, plan.readers
     by_output = {j.output: j for j in jobs}
     added: dict[tuple[str, str], Any] = {}  # (part, table) -> the part's rows this run adds
     pseudonyms = {"C": engine.from_polars(plan.pseudonyms(changed)), "R": engine.from_polars(plan.pseudonyms(readers))}
-    views: dict[str, Any] = {}
-    committed: dict[tuple[str, str], Any] = {}
+    views: dict[str, Any] = {"customer_landing": plan.customers.lazy()}  # (read once: the audit reads it too)
+    committed: dict[tuple[str, str, bool], Any] = {}
 
-    def rows_of(part: str, name: str) -> nw.LazyFrame:
-        """The part's people's committed rows of ``name``, read once: a scan of the whole table."""
-        if (part, name) not in committed:
+    def load_committed(name: str) -> Any:
+        return engine.from_polars(plan.customers) if name == "customer_landing" else load(name)
+
+    def rows_of(part: str, name: str, windowed: bool = False) -> nw.LazyFrame:
+        """The part's people's committed rows of ``name``, read once. ``windowed``: of a table of
+        readings, only those taken in the plan's window (the readers' new readings can only repeat
+        or pair with those): the files and row groups of other times are skipped by their statistics.
+        Otherwise all their readings, left lazy: read once, by the one customer-level job that
+        aggregates them, which needs few of their columns."""
+        taken_at = contract(name).taken_at
+        windowed = windowed and taken_at is not None and plan.window is not None
+        if (part, name, windowed) not in committed:
             people = changed if part == "C" else readers
-            committed[(part, name)] = engine.materialize(nw.from_native(people.restrict(load(name), name)))
-        return nw.from_native(committed[(part, name)])
+            frame = nw.from_native(load_committed(name))
+            if windowed:
+                frame = frame.filter(nw.col(taken_at).is_between(*plan.window))
+            frame = nw.from_native(people.restrict(frame, name))
+            lazy = taken_at is not None and not windowed and part == "R"
+            committed[(part, name, windowed)] = frame.to_native() if lazy else engine.materialize(frame)
+        return nw.from_native(committed[(part, name, windowed)])
 
-    def state(name: str, part: str, which: str = "all") -> nw.LazyFrame:
+    def state(name: str, part: str, which: str = "all", windowed: bool = False) -> nw.LazyFrame:
         """Table ``name`` as a job sees it, restricted to the part's people ("C": changed, "R":
         readers): "all" its rows now, "new" the rows added this run (or landed since the last run),
-        "old" the rows it had."""
+        "old" the rows it had (``windowed``: see ``rows_of``)."""
         people = changed if part == "C" else readers
         if name == PSEUDONYMS:
             return nw.from_native(pseudonyms[part])
@@ -306,11 +341,11 @@ def evaluate(
             new = nw.from_native(added[(part, name)])
             if which == "new" or part == "C" or not by_output[name].appends:
                 return new  # the changed people's rows, and customer-level rows, are recomputed whole
-            old = rows_of(part, name)
+            old = rows_of(part, name, windowed)
             return old if which == "old" else nw.concat([old, new])
         if which == "new":
             return nw.from_native(people.restrict(plan.new[name], name))
-        return rows_of(part, name)
+        return rows_of(part, name, windowed)
 
     def has_new(name: str) -> bool:
         """Whether the readers have new rows in ``name`` (never in customer_landing: a new customer
@@ -330,10 +365,10 @@ def evaluate(
                     continue
                 later = job.appends[i + 1 :]
                 which = {n: "new" if n == name else "old" if n in later else "all" for n in job.inputs}
-                ins = [state(n, "R", which[n]) for n in job.inputs]
+                ins = [state(n, "R", which[n], windowed=True) for n in job.inputs]
                 rows = nw.from_native(finish(job, job.transform(*ins, **settings)))
                 if name in plan.new:  # a landed row may repeat a reading already kept: keep it once
-                    kept = rows_of("R", job.output)
+                    kept = rows_of("R", job.output, windowed=True)
                     rows = rows.join(kept, on=kept.columns, how="anti")
                 parts.append(rows.to_native())
         elif recompute_readers:
@@ -354,7 +389,9 @@ def evaluate(
             added[("R", job.output)] = kept.filter(~of_changed).to_native()
         # What the audit of this run checks: the rows it adds (every row of a changed customer is
         # one), beside the readers' rows it read (a new training row may pair a new reading with
-        # one of theirs). Their other rows passed the last audit, and their state has not changed.
-        keeps_readers = readers and not (recompute_readers and not job.appends) and ("R", job.output) in committed
-        views[job.output] = (nw.concat([rows_of("R", job.output), kept]) if keeps_readers else kept).to_native()
+        # one of theirs: both are in the window). Their other rows passed the last audit, and their
+        # state has not changed.
+        read = [k for k in (("R", job.output, True), ("R", job.output, False)) if k in committed]
+        keeps_readers = readers and not (recompute_readers and not job.appends) and read
+        views[job.output] = (nw.concat([nw.from_native(committed[read[0]]), kept]) if keeps_readers else kept).to_native()
     return views
