@@ -6,7 +6,9 @@ contract in catalog/) and a pure ``transform`` over narwhals lazy frames, with n
 run settings (``consent_scope``), passed by the runner and part of the job's fingerprint.
 A transform must be local to a customer: its rows for a customer depend only on that customer's
 input rows (whose row is whose: ``stedi.owner`` in the contracts). ``APPENDS`` names the inputs it
-maps row by row, if any. Incremental runs rely on both (``stedi.incremental``).
+maps row by row, if any; a job aggregating an input may instead declare ``FOLDS`` (that input) and
+``fold``, which takes its new rows into the rows before (counts add up) without reading all of it
+again. Incremental runs rely on these (``stedi.incremental``), and are tested equal to full runs.
 """
 
 #: Every job, in the order the original project ran them; the runner orders them by their inputs.

@@ -14,7 +14,10 @@ groups, found from the rows landed since the last run (an Iceberg incremental ap
   tables only gain the output of the transforms over the *new* rows (a job declares with
   ``APPENDS`` which inputs it maps row by row): new landing rows, less those equal to a reading
   already kept (the same reading landed twice); new pairs of ``machine_learning_curated`` from a new
-  reading on either side. Customer-level tables recompute their rows.
+  reading on either side. Customer-level tables recompute their rows -- from their rows before and
+  the new readings alone when the job can ``fold`` them in (``customers_curated``: counts add up).
+  Their committed readings are read only in the time span of the new ones (``stedi.taken_at``):
+  only those can equal a new reading or pair with one.
 
 A run is incremental only when the last run left every job output consistent: each output's
 snapshot records the landing snapshots it was computed from (``stedi.read``) and the code, settings
@@ -372,7 +375,12 @@ def evaluate(
                     rows = rows.join(kept, on=kept.columns, how="anti")
                 parts.append(rows.to_native())
         elif recompute_readers:
-            parts.append(finish(job, job.transform(*(state(n, "R") for n in job.inputs), **settings)))
+            if job.fold is not None and not any(has_new(n) for n in job.inputs if n != job.folds):
+                # their rows before, with the new rows of the one input that has some taken in
+                ins = [state(n, "R", "new" if n == job.folds else "all") for n in job.inputs]
+                parts.append(finish(job, job.fold(rows_of("R", job.output), *ins, **settings)))
+            else:
+                parts.append(finish(job, job.transform(*(state(n, "R") for n in job.inputs), **settings)))
             remove = changed | readers
         if not parts:  # nobody's rows change: the table still records what it was computed from
             import polars as pl

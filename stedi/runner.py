@@ -53,6 +53,8 @@ class Job:
     code_hash: str
     parameters: tuple[str, ...] = ()  # keyword-only parameters of the transform: run settings
     appends: tuple[str, ...] = ()  # inputs the transform maps row by row (see stedi.incremental)
+    folds: str | None = None  # the input whose new rows ``fold`` takes into the rows before
+    fold: Callable[..., nw.LazyFrame] | None = None
 
     @property
     def contract(self) -> Contract:
@@ -81,6 +83,8 @@ def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
                 p.name for p in inspect.signature(module.transform).parameters.values() if p.kind is p.KEYWORD_ONLY
             ),
             appends=tuple(getattr(module, "APPENDS", ())),
+            folds=getattr(module, "FOLDS", None),
+            fold=getattr(module, "fold", None),
         )
     graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
     try:

@@ -121,6 +121,31 @@ def test_a_plain_run_after_new_rows_is_incremental_and_says_so(tmp_path, always_
     assert third.mode == "incremental" and wh.info("accelerometer_trusted").rows == 3
 
 
+def test_new_readings_of_a_curated_customer_fold_into_their_row(tmp_path, always_incremental):
+    """A customer with new readings only: their customers_curated row takes them in (count, first
+    and last reading) without their other readings read again, and their committed readings are read
+    only in the new readings' time span -- which must hold every reading a new one repeats or pairs with."""
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ann, bob = customer("Ann A"), customer("Bob B")
+    phone = [reading(ann["email"], T0 + 1000), reading(ann["email"], T0 + 2000), reading(bob["email"], T0 + 9000)]
+    # her device's readings at 500, 5000 and 8000 have no reading of hers to pair with yet
+    device = [step(ann["serialNumber"], T0 + t) for t in (500, 2000, 5000, 8000)]
+    ingest(wh, write_landing(tmp_path / "a", [ann, bob], phone, device, name="a"), KEY)
+    assert run(wh, KEY).mode == "full"
+    # earlier and later than all of hers, each pairing with her device's, and one she had already
+    later = [reading(ann["email"], T0 + t) for t in (500, 5000, 1000, 8000)]
+    ingest(wh, write_landing(tmp_path / "b", readings=later, name="b"), KEY)
+    second = run(wh, KEY)
+    assert (second.mode, second.changed_customers, second.reading_customers) == ("incremental", 0, 1)
+    assert_equal_to_scratch(wh, "all-history")
+    rows = wh.scan("customers_curated").sort("first_reading_at").collect()
+    assert rows.select("accelerometer_readings", "first_reading_at", "last_reading_at").rows() == [
+        (5, T0 + 500, T0 + 8000),
+        (1, T0 + 9000, T0 + 9000),
+    ]
+    assert sorted(wh.scan("machine_learning_curated").collect()["timestamp"]) == [T0 + t for t in (500, 2000, 5000, 8000)]
+
+
 @pytest.mark.parametrize("how", ["full_refresh", "forget", "most customers touched"])
 def test_what_makes_a_run_rebuild(tmp_path, how, monkeypatch):
     from stedi.erasure import forget
