@@ -473,12 +473,19 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
             committed = wh.scan(job.output)
             leaving = remove.restrict(committed, job.output) if remove else committed.head(0)
             removed = leaving.select(pl.len()).collect().item()
-            # a delete that matches no row still reads every file (no statistics on personal columns)
-            change = Change(job.output, good, "replace", props, remove.where(job.output) if removed else None)
             staying = remove.exclude(committed, job.output) if removed else committed
             outputs[job.output] = pl.concat([staying, good.lazy()])
-        # Converting to Arrow and writing Parquet happen on the writer thread, beside the next job.
-        staged.append(writer.submit(lambda: wh.stage(dataclasses.replace(change, data=change.data.to_arrow()))))
+            if removed and job.contract.taken_at is None:
+                # A table of people, one row or a few each: theirs are in every file, which a delete
+                # would rewrite anyway. Writing it whole skips pyiceberg's delete filter (measured at
+                # 100x: 65 ms against 100-140 ms for 1% of the customers of customers_curated).
+                change = Change(job.output, outputs[job.output], "overwrite", props)
+            else:
+                # a delete that matches no row still reads every file (no statistics on personal columns)
+                change = Change(job.output, good, "replace", props, remove.where(job.output) if removed else None)
+        # Collecting what stays, converting to Arrow and writing Parquet happen on the writer
+        # thread, beside the next job.
+        staged.append(writer.submit(lambda: wh.stage(dataclasses.replace(change, data=_arrow(change.data)))))
         primary = job.inputs[0]
         rows_in = rows[primary] if primary in rows else wh.info(primary).rows
         rows[job.output] = good.height
@@ -658,6 +665,10 @@ def _updated(
         rules,
         removed,
     )
+
+
+def _arrow(data: pl.DataFrame | pl.LazyFrame) -> Any:
+    return (data.collect() if hasattr(data, "collect") else data).to_arrow()
 
 
 def _quarantine(bad: pl.DataFrame, run_id: str) -> Change:

@@ -99,10 +99,11 @@ class TableInfo:
 class Change:
     """One table's part of a commit: rows to append, the table's new content, or rows replacing
     those that ``where`` matches (no row deleted when it is None). :meth:`Warehouse.stage` takes
-    Arrow; the runner builds a change with a Polars frame and converts it on its writer thread."""
+    Arrow; the runner builds a change with a Polars frame (lazy or not) and converts it on its
+    writer thread."""
 
     table: str
-    data: pa.Table | pa.RecordBatchReader | pl.DataFrame
+    data: pa.Table | pa.RecordBatchReader | pl.DataFrame | pl.LazyFrame
     mode: Literal["append", "overwrite", "replace"]
     properties: dict[str, str] = field(default_factory=dict)
     where: BooleanExpression | None = None
