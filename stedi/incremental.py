@@ -197,9 +197,11 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
         return pl.concat([_latest(r.filter(pl.col("email").is_in(list(emails)))) for r in records])
 
     def serials_of(emails: set[str]) -> set[str]:
-        return _values(latest(emails), "serialNumber")
+        return _values(latest(emails), "serialNumber") if emails else set()
 
     def owners_of(serials: set[str]) -> set[str]:
+        if not serials:
+            return set()
         # a customer whose latest record names a serial has some record naming it
         candidates = set().union(*(_values(r.filter(pl.col("serialNumber").is_in(list(serials))), "email") for r in records))
         return _values(latest(candidates).filter(pl.col("serialNumber").is_in(list(serials))), "email")
@@ -221,7 +223,7 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
 
     def people(emails: set[str], serials: set[str]) -> People:
         keys = frozenset(privacy.customer_key(e, key) for e in emails)
-        spellings = set().union(*(_values(r.filter(pl.col("email").is_in(list(emails))), "sent") for r in records))
+        spellings = set().union(*(_values(r.filter(pl.col("email").is_in(list(emails))), "sent") for r in records if emails))
         return People(frozenset(emails), keys, frozenset(serials), frozenset(spellings))
 
     touched = changed | readers
