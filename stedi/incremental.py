@@ -210,8 +210,9 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     consenting = _values(latest(users).filter("consents"), "email")
     entering: set[str] = set()
     if consenting:
-        curated = set(wh.scan("customers_curated").select("customer_key").collect().to_series().to_list())
-        entering = {u for u in consenting if privacy.customer_key(u, key) not in curated}
+        keys = {privacy.customer_key(u, key): u for u in consenting}
+        curated = wh.scan("customers_curated").select("customer_key").filter(pl.col("customer_key").is_in(list(keys)))
+        entering = set(consenting) - {keys[k] for k in curated.collect().to_series().to_list()}
 
     changed = customers | entering
     changed_serials = serials_of(changed)
