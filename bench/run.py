@@ -139,7 +139,7 @@ def _run_seconds(output: str) -> float:
 def _library_load_seconds() -> float:
     """What loading those libraries costs a process, measured apart (median of 5 processes): the
     time that ``inside`` leaves out and ``process`` counts."""
-    code = "import time, stedi.cli, stedi.runner as r; t = time.perf_counter(); r._load_libraries(); print(time.perf_counter() - t)"
+    code = "import stedi.cli, stedi.runner as r; print(r._load_libraries('pyiceberg.io.pyarrow', 'polars'))"
     runs = sorted(float(timed([sys.executable, "-c", code])[2]) for _ in range(5))
     return runs[2]
 

@@ -322,8 +322,8 @@ def evaluate(
         """The part's people's committed rows of ``name``, read once. ``windowed``: of a table of
         readings, only those taken in the plan's window (the readers' new readings can only repeat
         or pair with those): the files and row groups of other times are skipped by their statistics.
-        Otherwise all their readings, left lazy: read once, by the one customer-level job that
-        aggregates them, which needs few of their columns."""
+        Otherwise all their readings, left lazy: a customer-level job that cannot ``fold`` new
+        readings in reads them once, and few of their columns."""
         taken_at = contract(name).taken_at
         windowed = windowed and taken_at is not None and plan.window is not None
         if (part, name, windowed) not in committed:
