@@ -17,6 +17,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -144,16 +145,18 @@ def _library_load_seconds() -> float:
     return runs[2]
 
 
-def bench_incremental(scale: int, work: Path, with_spark: bool = True) -> dict:
+def bench_incremental(scale: int, work: Path, with_spark: bool = True, repeat: int = 3) -> dict:
     """A full run (and the same on the Spark engine), then a run after ingesting 1% new readings
     (two ways), each checked against a ``run --full-refresh`` of the same warehouse: same row
-    counts."""
+    counts. The full run and the run after the *sessions* are timed on ``repeat`` warehouses built
+    the same way; their medians are kept."""
     wh = work / "warehouse-incremental"
     env = os.environ | {"STEDI_WAREHOUSE": str(wh)}
     stedi = str(BIN / "stedi-etl")
     timed([stedi, "ingest", str(dataset(scale))], env)
     full_s, _, out = timed([stedi, "run"], env)
     result = {"full": full_s, "full_inside": _run_seconds(out), "libraries": _library_load_seconds()}
+    others = [_sessions_trial(scale, work / f"warehouse-incremental-{i}") for i in range(1, repeat)]
     counts = _counts(env)
     if with_spark:  # the same rebuild on the Spark engine (local mode, the executors writing)
         spark_s, spark_gb, out = timed([stedi, "run", "--full-refresh", "--engine", "spark"], env)
@@ -174,7 +177,27 @@ def bench_incremental(scale: int, work: Path, with_spark: bool = True) -> dict:
             "run": seconds, "inside": _run_seconds(out), "mode": mode, "refresh": refresh_s, "refresh_inside": _run_seconds(refresh_out)
         }
     shutil.rmtree(wh)
+    trials = [{"full": result["full"], "full_inside": result["full_inside"], **result["sessions"]}, *others]
+    result["trials"] = [{k: t[k] for k in ("full", "full_inside", "run", "inside")} for t in trials]
+    for key in ("full", "full_inside"):
+        result[key] = statistics.median(t[key] for t in trials)
+    for key in ("run", "inside"):
+        result["sessions"][key] = statistics.median(t[key] for t in trials)
     return result
+
+
+def _sessions_trial(scale: int, wh: Path) -> dict:
+    """One more warehouse for :func:`bench_incremental`: ingest, full run, ingest the sessions, run."""
+    env = os.environ | {"STEDI_WAREHOUSE": str(wh)}
+    stedi = str(BIN / "stedi-etl")
+    timed([stedi, "ingest", str(dataset(scale))], env)
+    full_s, _, full_out = timed([stedi, "run"], env)
+    timed([stedi, "ingest", str(appended(scale, "sessions"))], env)
+    seconds, _, out = timed([stedi, "run"], env)
+    if "(incremental)" not in out:
+        raise SystemExit(f"the run after appending (sessions) was not incremental:\n{out}")
+    shutil.rmtree(wh)
+    return {"full": full_s, "full_inside": _run_seconds(full_out), "run": seconds, "inside": _run_seconds(out)}
 
 
 def _counts(env: dict) -> dict:
@@ -207,7 +230,7 @@ def main() -> None:
             if not args.no_spark:  # one run: it is by far the slowest
                 result["spark"] = bench_baseline("spark", source, work)
             if scale == max(args.scales):
-                result["incremental"] = bench_incremental(scale, work, with_spark=not args.no_spark)
+                result["incremental"] = bench_incremental(scale, work, with_spark=not args.no_spark, repeat=args.repeat)
         for engine in ("duckdb", "spark"):
             if engine in result:
                 for table, n in result[engine]["counts"].items():
@@ -277,10 +300,11 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             "1% more readings ingested and a plain `run`, checked against a `run --full-refresh` of the same",
             "warehouse (same row counts). *sessions*: every reading of 1% of the customers, a day later (a day",
             "of use: some customers, new sessions); *spread*: every 100th reading of everyone, a day later.",
-            "Process = the whole `stedi-etl run` process; inside = the run's own time as it prints it: after",
-            "the interpreter starts, the CLI is imported and the libraries every run needs, even one with",
-            f"nothing to do, are loaded (Polars, pyiceberg's Arrow FileIO: {inc['libraries']:.2f} s per process, measured",
-            "apart). DuckDB, the catalog and everything else a run uses count inside. A run whose new rows touch",
+            "Process = the whole `stedi-etl run` process; inside = the run's own time as it prints it, less",
+            "loading the libraries it works with (pyiceberg's Arrow FileIO, and Polars when there is work:",
+            f"{inc['libraries']:.2f} s per process, measured apart); the interpreter's start and the CLI's imports",
+            "are not in it either. DuckDB, the catalog and everything else a run uses count inside. The full",
+            f"run and the *sessions* run are the medians of {len(inc['trials'])} warehouses built the same way. A run whose new rows touch",
             "more than a quarter of the customers rebuilds instead (*spread* does): recomputing nearly",
             "everyone person by person was measured slower than the rebuild.",
             "",
@@ -302,12 +326,14 @@ def render(rows: list[dict], args: argparse.Namespace) -> str:
             )
         share = inc["sessions"]["inside"] / inc["full_inside"]
         libraries = inc["libraries"]
+        each = ", ".join(f"{t['inside']:.2f}/{t['full_inside']:.2f} s" for t in inc["trials"])
         with_libraries = (inc["sessions"]["inside"] + libraries) / (inc["full_inside"] + libraries)
         lines.append("")
         lines.append(
             f"- {scale}x run after appending 1% new readings (sessions) <= {INCREMENTAL_TARGET:.0%} of a full run: "
             f"{share:.1%} inside the run, {_mark(share <= INCREMENTAL_TARGET)}; {with_libraries:.1%} with the "
-            f"libraries' load counted in both runs; {inc['sessions']['run'] / inc['full']:.0%} as whole processes"
+            f"libraries' load counted in both runs; {inc['sessions']['run'] / inc['full']:.0%} as whole processes "
+            f"(inside, sessions/full, each warehouse: {each})"
         )
     counts = rows[-1]["stedi"]["counts"]
     lines += ["", f"Row counts at {rows[-1]['scale']}x:", ""]
