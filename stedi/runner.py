@@ -241,7 +241,7 @@ class RunSummary:
     run_id: str
     consent_scope: str = DEFAULT_PARAMS["consent_scope"]
     results: list[JobResult] = field(default_factory=list)
-    seconds: float = 0.0
+    seconds: float = 0.0  # the run's own time, less loading its libraries (see _load_libraries)
     mode: str = "full"  # "full": every stale table rebuilt; "incremental": see stedi.incremental
     changed_customers: int = 0  # an incremental run's customers recomputed whole
     reading_customers: int = 0  # an incremental run's customers with new readings only
