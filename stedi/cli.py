@@ -16,6 +16,7 @@ import click
 
 from stedi.config import CONSENT_SCOPES
 from stedi.errors import StediError, first_line
+from stedi.storage import storage_error
 
 EPILOG_WAREHOUSE = (
     "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use. "
@@ -37,7 +38,7 @@ def _fail_cleanly(fn):
             ctx = click.get_current_context(silent=True)
             wh = getattr(ctx.obj, "_wh", None) if ctx else None
             if wh is not None and wh.files.remote:  # an endpoint down, a refused request, ...
-                raise click.ClickException(f"storage at {wh.location} failed: {first_line(err)}") from None
+                raise click.ClickException(str(storage_error(err, wh.location))) from None
             raise click.ClickException(f"{err.strerror or first_line(err)}: {err.filename or ''}".rstrip(": ")) from None
 
     return wrapper

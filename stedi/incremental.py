@@ -175,7 +175,7 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
         rows = _appended(wh, name, since)
         if rows is None:
             return None
-        new[name] = rows.collect().lazy()  # read once: the plan and the jobs read them again
+        new[name] = rows
 
     def column(name: str, col: str) -> set[str]:
         value = privacy.normalise_email(col) if col in EMAIL_OWNERS else nw.col(col)
@@ -232,6 +232,8 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
     everyone = pl.concat([records[0]["email"], pl.Series("email", sorted(touched), pl.String)]).drop_nulls().n_unique()
     if len(touched) > REBUILD_SHARE * everyone:
         return None  # most customers touched: recomputing them one by one costs more than a rebuild
+    # read once for the jobs, now that the run is known to be incremental (all new rows may be many)
+    new = {name: rows.collect().lazy() for name, rows in new.items()}
     return Plan(new, people(changed, changed_serials), people(readers, reader_serials), key, records_now, _window(new))
 
 
