@@ -128,7 +128,14 @@ def ingest(obj: _Context, source: str, then_run: bool) -> None:
     """
     from stedi.ingest import ingest as run_ingest
 
-    summary = run_ingest(obj.warehouse, source, obj.key())
+    with obj.warehouse.lock("stedi-etl ingest --run" if then_run else "stedi-etl ingest"):  # one hold for both steps
+        summary = run_ingest(obj.warehouse, source, obj.key())
+        _print_ingest(summary)
+        if then_run:
+            _run_jobs(obj)
+
+
+def _print_ingest(summary) -> None:
     _print_table(
         f"ingest {summary.batch_id}",
         ("file", "source", "status", "landed", "quarantined", "suppressed"),
@@ -153,8 +160,6 @@ def ingest(obj: _Context, source: str, then_run: bool) -> None:
         f"{len(summary.ingested)} file(s) ingested, {len(summary.skipped)} skipped; "
         f"{landed} row(s) landed, {bad} quarantined, {suppressed} skipped as erased people"
     )
-    if then_run:
-        _run_jobs(obj)
 
 
 @cli.command()

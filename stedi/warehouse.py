@@ -128,6 +128,7 @@ class Warehouse:
         self.files = Storage(settings.warehouse)
         self.location = self.files.location  # an absolute path, or s3://bucket/prefix
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
+        self._holding: str | None = None  # what holds the writers' lock in this process, if anything
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:
@@ -221,7 +222,14 @@ class Warehouse:
         is the kernel's (``flock``): a killed process releases it. Its file is in the warehouse's
         private folder, or for an S3 warehouse in this user's cache folder (S3 has no lock: writers on
         other machines are kept out by the PostgreSQL catalog's lock, see :meth:`_catalog_lock`).
+
+        Re-entrant: a command holding the lock (``ingest --run``) runs its next step under the same
+        hold. On taking it, the tables read before are forgotten: everything read under the lock is
+        as every earlier writer committed it.
         """
+        if self._holding is not None:  # this process already holds it
+            yield
+            return
         path = self._lock_file()
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + timeout
@@ -240,9 +248,13 @@ class Warehouse:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
             with self._catalog_lock(what, deadline):
+                self._holding = what
+                # Tables loaded before the lock was ours may predate another writer's commit.
+                self._tables.clear()
                 self.recover()
                 yield
         finally:
+            self._holding = None
             os.close(fd)  # releases the lock
 
     def _lock_file(self) -> Path:
