@@ -2,7 +2,7 @@
 -- Grain: one row per distinct reading (the same reading landed twice is one row) whose user is in
 -- customer_trusted.
 CREATE TABLE accelerometer_trusted (
-    user      STRING NOT NULL COMMENT 'Email of the owner of the phone, trimmed and lower-cased',
+    user      STRING NOT NULL COMMENT 'Email of the owner of the phone, in its normal form',
     timestamp BIGINT NOT NULL COMMENT 'Reading time, epoch milliseconds',
     x         DOUBLE NOT NULL COMMENT 'Acceleration on the x axis',
     y         DOUBLE NOT NULL COMMENT 'Acceleration on the y axis',
@@ -15,6 +15,7 @@ CREATE TABLE accelerometer_trusted (
 COMMENT 'Accelerometer readings of consenting customers'
 TBLPROPERTIES (
     'stedi.owner' = 'user',
+    'stedi.owner_kind' = 'email',
     'stedi.taken_at' = 'timestamp',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',

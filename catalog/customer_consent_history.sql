@@ -1,10 +1,10 @@
 -- customer_consent_history: every version of every customer research consent (SCD type 2).
--- Grain: one row per customer (customer_key) and consent version; a version starts with each record
+-- Grain: one row per customer (subject_key) and consent version; a version starts with each record
 -- whose shareWithResearchAsOfDate differs from the previous record of that customer.
 -- Pseudonymous: no email, name, phone or birthday. Holds non-consenting customers too, by design:
 -- it is the record of who may appear in the other tables, and since when.
 CREATE TABLE customer_consent_history (
-    customer_key              STRING    NOT NULL COMMENT 'HMAC-SHA256 of the normalised email under the warehouse pseudonym key (hex)',
+    subject_key               STRING    NOT NULL COMMENT 'Pseudonym of the customer in this table: HMAC-SHA256 of the normalised email under the pseudonym key, keyed apart from customer_key so that no curated row joins to it',
     version                   INT       NOT NULL COMMENT 'Version of the consent of the customer, from 1',
     consenting                BOOLEAN   NOT NULL COMMENT 'Whether research consent holds in this version',
     change                    STRING    NOT NULL COMMENT 'not given, given, moved or withdrawn',
@@ -17,4 +17,4 @@ CREATE TABLE customer_consent_history (
     line_number               BIGINT    NOT NULL COMMENT 'Line of that record in the raw file, from 1'
 )
 COMMENT 'Research consent of every customer over time, pseudonymised'
-TBLPROPERTIES ('stedi.owner' = 'customer_key', 'stedi.zone' = 'trusted', 'stedi.grain' = 'one row per customer and consent version');
+TBLPROPERTIES ('stedi.owner' = 'subject_key', 'stedi.owner_kind' = 'subject_key', 'stedi.holds' = 'every customer', 'stedi.zone' = 'trusted', 'stedi.grain' = 'one row per customer and consent version');

@@ -1,11 +1,12 @@
 -- customer_trusted: customers who consented to research, each as of their latest record.
--- Grain: one row per customer (normalised email); the record with the greatest lastUpdateDate wins.
+-- Grain: one row per customer (normalised email); the record with the greatest lastUpdateDate wins,
+-- ties going by arrival. A customer whose latest record cannot be read with certainty is not here.
 CREATE TABLE customer_trusted (
     customerName              STRING COMMENT 'Full name (direct identifier)',
-    email                     STRING NOT NULL COMMENT 'Email, trimmed and lower-cased: the key of the customer',
+    email                     STRING NOT NULL COMMENT 'Email in its normal form (stedi.privacy.normal_form): the key of the customer',
     phone                     STRING COMMENT 'Phone number (direct identifier)',
     birthDay                  DATE   COMMENT 'Date of birth (direct identifier)',
-    serialNumber              STRING NOT NULL COMMENT 'Serial number of the Step Trainer of the customer',
+    serialNumber              STRING NOT NULL COMMENT 'Serial number of the Step Trainer of the customer, in its normal form',
     registrationDate          BIGINT NOT NULL COMMENT 'Registration time, epoch milliseconds',
     lastUpdateDate            BIGINT NOT NULL COMMENT 'Time of the record kept, epoch milliseconds',
     shareWithResearchAsOfDate BIGINT NOT NULL COMMENT 'Research consent given at, epoch milliseconds',
@@ -20,10 +21,12 @@ CREATE TABLE customer_trusted (
 COMMENT 'Consenting customers, latest record each'
 TBLPROPERTIES (
     'stedi.owner' = 'email',
+    'stedi.owner_kind' = 'email',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per customer',
     'stedi.rule.email_shaped' = 'drop',
     'stedi.rule.serial_is_uuid' = 'drop',
     'stedi.rule.birthday_not_in_future' = 'drop',
-    'stedi.rule.consent_in_ms' = 'warn'
+    -- the consent window itself (stedi.privacy.consent_window): a record outside it is not consent
+    'stedi.rule.consent_in_ms' = 'fail'
 );

@@ -4,8 +4,8 @@
 -- blanked (forget, or suppressed at ingest), and stored_sha256 says what the copy holds now.
 CREATE TABLE ingest_manifest (
     sha256           STRING    NOT NULL COMMENT 'SHA-256 of the bytes of the file as received (hex)',
-    file_name        STRING    NOT NULL COMMENT 'Name of the file as received',
-    stored_path      STRING    NOT NULL COMMENT 'Copy in the warehouse landing area, relative to the warehouse',
+    file_name        STRING    NOT NULL COMMENT 'Name of the file as received; (erased) once forget erased a person it was named after',
+    stored_path      STRING    NOT NULL COMMENT 'Copy in the warehouse landing area, relative to the warehouse, named by batch and file number (no part of the name received)',
     source           STRING    NOT NULL COMMENT 'customer, accelerometer or step_trainer',
     size_bytes       BIGINT    NOT NULL COMMENT 'Size of the file in bytes, as received',
     rows_landed      BIGINT    NOT NULL COMMENT 'Lines landed in the landing table',

@@ -11,4 +11,4 @@ CREATE TABLE machine_learning_curated (
     z                  DOUBLE NOT NULL COMMENT 'Acceleration on the z axis'
 )
 COMMENT 'Step trainer and accelerometer readings of one customer at one time'
-TBLPROPERTIES ('stedi.owner' = 'customer_key', 'stedi.taken_at' = 'timestamp', 'stedi.zone' = 'curated', 'stedi.grain' = 'one row per reading pair');
+TBLPROPERTIES ('stedi.owner' = 'customer_key', 'stedi.owner_kind' = 'customer_key', 'stedi.taken_at' = 'timestamp', 'stedi.zone' = 'curated', 'stedi.grain' = 'one row per reading pair');

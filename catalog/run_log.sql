@@ -14,6 +14,7 @@ CREATE TABLE run_log (
     rows_quarantined   BIGINT    COMMENT 'Rows set aside: contract breaches and rules with action drop',
     rows_out_of_scope  BIGINT    COMMENT 'Readings kept out by the consent scope',
     rows_unattributable BIGINT   COMMENT 'Readings kept out: their device is registered to several customers',
+    rows_uncertain     BIGINT    COMMENT 'Customers kept out: their latest record cannot be read with certainty (see quarantine)',
     rule_results       STRING    COMMENT 'Each rule of the output contract: action, passed, failed (JSON)',
     input_snapshots    STRING    COMMENT 'Snapshot id of each input table read (JSON)',
     output_snapshot_id BIGINT    COMMENT 'Snapshot of the output after the run',

@@ -2,7 +2,7 @@
 -- Grain: one row per distinct reading (the same reading landed twice is one row).
 CREATE TABLE step_trainer_trusted (
     sensorReadingTime  BIGINT NOT NULL COMMENT 'Reading time, epoch milliseconds',
-    serialNumber       STRING NOT NULL COMMENT 'Serial number of the device',
+    serialNumber       STRING NOT NULL COMMENT 'Serial number of the device, in its normal form',
     distanceFromObject BIGINT NOT NULL COMMENT 'Distance measured by the motion sensor',
     -- Data quality rules (see accelerometer_trusted.sql)
     CONSTRAINT time_in_ms CHECK (sensorReadingTime BETWEEN 946684800000 AND 4102444800000),
@@ -13,6 +13,7 @@ CREATE TABLE step_trainer_trusted (
 COMMENT 'Step trainer readings of curated customers'
 TBLPROPERTIES (
     'stedi.owner' = 'serialNumber',
+    'stedi.owner_kind' = 'serial',
     'stedi.taken_at' = 'sensorReadingTime',
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',

@@ -3,7 +3,7 @@
 -- Ingest skips (and counts) every line whose email or serial number hashes to a row here.
 CREATE TABLE suppression_list (
     kind          STRING    NOT NULL COMMENT 'email or serialNumber',
-    key_hash      STRING    NOT NULL COMMENT 'HMAC-SHA256 (hex) under the warehouse pseudonym key; for an email, its customer_key',
+    key_hash      STRING    NOT NULL COMMENT 'HMAC-SHA256 (hex) of the normal form under the warehouse suppression key (its first pseudonym key: see stedi.keys)',
     suppressed_at TIMESTAMP NOT NULL COMMENT 'When it was added',
     erasure_id    STRING    NOT NULL COMMENT 'The forget that added it'
 )

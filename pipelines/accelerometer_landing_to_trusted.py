@@ -2,14 +2,14 @@
 
 Grain: one row per distinct accelerometer reading: the same reading landed twice (in two files, or
 twice in one) is one row.
-Keeps: readings whose ``user`` (normalised email) is a ``customer_trusted`` customer; under the
-``since-consent`` scope, only those taken at or after the customer's ``shareWithResearchAsOfDate``.
+Keeps: readings whose ``user`` (normal form of the email) is a ``customer_trusted`` customer; under
+the ``since-consent`` scope, only those taken at or after the customer's ``shareWithResearchAsOfDate``.
 Join key: ``user`` = ``customer_trusted.email`` (no customer column is kept).
 """
 
 import narwhals as nw
 
-from stedi.privacy import IN_SCOPE, mark_consent_scope, normalise_email, only_consenting
+from stedi.privacy import IN_SCOPE, mark_consent_scope, normalise, only_consenting
 
 INPUTS = ("accelerometer_landing", "customer_trusted")
 OUTPUT = "accelerometer_trusted"
@@ -18,7 +18,7 @@ APPENDS = ("accelerometer_landing",)
 
 
 def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
-    readings = accelerometer_landing.with_columns(user=normalise_email("user"))
+    readings = normalise(accelerometer_landing, "user")
 
     consenting = only_consenting(readings, customer_trusted, email_column="user")
 

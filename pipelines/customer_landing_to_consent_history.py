@@ -1,29 +1,29 @@
 """customer_landing + customer_pseudonyms -> customer_consent_history.
 
 Grain: one row per version of a customer's research consent (SCD type 2), pseudonymous: the customer
-is only their ``customer_key``. A new version starts with each record (in ``RECORD_ORDER``) whose
+is only their ``subject_key`` (keyed apart from the curated tables' ``customer_key``, so that no
+curated row joins to it). A new version starts with each record (in ``RECORD_ORDER``) whose
 ``shareWithResearchAsOfDate`` differs from the customer's previous record: consent given, moved or
 withdrawn. Records that repeat the state add no version.
-Join key: the normalised ``email`` -> ``customer_key`` (pseudonym map); the email is not kept.
+Join key: the email's normal form -> ``subject_key`` (pseudonym map); the email is not kept.
 Every customer is here, consenting or not: this is the record of who may be elsewhere, and when.
 """
 
 import narwhals as nw
 
-from stedi.privacy import RECORD_ORDER, has_research_consent, normalise_email
+from stedi.privacy import CONSENT, RECORD_ORDER, has_research_consent, normalise
 
 INPUTS = ("customer_landing", "customer_pseudonyms")
 OUTPUT = "customer_consent_history"
 
-CONSENT = "shareWithResearchAsOfDate"
-
 
 def transform(customer_landing: nw.LazyFrame, customer_pseudonyms: nw.LazyFrame) -> nw.LazyFrame:
-    records = customer_landing.with_columns(email=normalise_email("email")).join(customer_pseudonyms, on="email", how="inner")
+    keys = customer_pseudonyms.select("email", "subject_key")
+    records = normalise(customer_landing, "email").join(keys, on="email", how="inner")
 
     order = list(RECORD_ORDER)
-    previous = nw.col(CONSENT).shift(1).over("customer_key", order_by=order)
-    is_first = nw.col("lastUpdateDate").cum_count().over("customer_key", order_by=order) == 1
+    previous = nw.col(CONSENT).shift(1).over("subject_key", order_by=order)
+    is_first = nw.col("lastUpdateDate").cum_count().over("subject_key", order_by=order) == 1
     with_previous = records.with_columns(
         _first=is_first,
         _previous=previous,
@@ -45,18 +45,18 @@ def transform(customer_landing: nw.LazyFrame, customer_pseudonyms: nw.LazyFrame)
         .then(nw.lit("withdrawn"))
         .otherwise(nw.lit("moved"))
     )
-    next_from = nw.col("lastUpdateDate").shift(-1).over("customer_key", order_by=order)
+    next_from = nw.col("lastUpdateDate").shift(-1).over("subject_key", order_by=order)
 
     versions = changed.with_columns(
-        version=nw.col("lastUpdateDate").cum_count().over("customer_key", order_by=order),
+        version=nw.col("lastUpdateDate").cum_count().over("subject_key", order_by=order),
         change=change,
         valid_to=next_from,
-        is_current=nw.col("_source_file").shift(-1).over("customer_key", order_by=order).is_null(),
+        is_current=nw.col("_source_file").shift(-1).over("subject_key", order_by=order).is_null(),
     )
 
     return versions.select(
         # who, pseudonymously, and which version
-        "customer_key",
+        "subject_key",
         nw.col("version").cast(nw.Int32),
         # the consent state
         has_research_consent().alias("consenting"),

@@ -4,10 +4,14 @@ Grain: one row per customer (``customer_key``) -- never one per reading: reading
 per user before the join.
 Keeps: ``customer_trusted`` customers with at least one trusted accelerometer reading.
 Join keys: ``customer_trusted.email`` = ``accelerometer_trusted.user``; ``email`` -> ``customer_key``
-through the in-memory pseudonym map. The output is an allowlist: no email, name, phone or birthday.
+through the in-memory pseudonym map. The output is an allowlist that joins back to no person's
+record: the pseudonym, a count and two days -- no email, name, phone, birthday, serial number or
+instant to the millisecond.
 """
 
 import narwhals as nw
+
+from stedi.privacy import coarsen_to_day
 
 INPUTS = ("customer_trusted", "accelerometer_trusted", "customer_pseudonyms")
 OUTPUT = "customers_curated"
@@ -28,20 +32,13 @@ def transform(
         customer_pseudonyms, on="email", how="inner"
     )
 
-    return customers.select(
+    return coarsen_to_day(customers, first_reading_day="first_reading_at", last_reading_day="last_reading_at").select(
         # who, pseudonymously
         "customer_key",
-        "serialNumber",
-        # the record and its consents
-        "registrationDate",
-        "lastUpdateDate",
-        "shareWithResearchAsOfDate",
-        "shareWithPublicAsOfDate",
-        "shareWithFriendsAsOfDate",
-        # the readings
+        # the readings, no instant finer than the day
         nw.col("accelerometer_readings").cast(nw.Int64),
-        "first_reading_at",
-        "last_reading_at",
+        "first_reading_day",
+        "last_reading_day",
     )
 
 
@@ -58,20 +55,21 @@ def fold(
 ) -> nw.LazyFrame:
     """The rows of customers whose record did not change, after new readings: ``customers_curated``
     their rows before, ``accelerometer_trusted`` only their new readings (never one they had). The
-    count adds up, the first and last reading widen; ``customer_trusted`` is unchanged, so unused."""
+    count adds up, the first and last day widen; ``customer_trusted`` is unchanged, so unused."""
     new = accelerometer_trusted.group_by("user").agg(
         nw.len().cast(nw.Int64).alias("_readings"),
         nw.col("timestamp").min().alias("_first"),
         nw.col("timestamp").max().alias("_last"),
     )
     new = new.join(customer_pseudonyms.select(nw.col("email").alias("user"), "customer_key"), on="user", how="inner")
+    new = coarsen_to_day(new, _first="_first", _last="_last")
     columns = customers_curated.collect_schema().names()
     return (
         customers_curated.join(new.drop("user"), on="customer_key", how="left")
         .with_columns(
             accelerometer_readings=nw.col("accelerometer_readings") + nw.col("_readings").fill_null(0),
-            first_reading_at=nw.min_horizontal("first_reading_at", "_first"),
-            last_reading_at=nw.max_horizontal("last_reading_at", "_last"),
+            first_reading_day=nw.min_horizontal("first_reading_day", "_first"),
+            last_reading_day=nw.max_horizontal("last_reading_day", "_last"),
         )
         .select(columns)
     )

@@ -2,16 +2,17 @@
 
 Grain: one row per pair of a step trainer reading and an accelerometer reading of the *same
 customer* at the *same time*.
-Join keys: the device's ``serialNumber`` -> its owner's ``customer_key`` (customers_curated); the
-phone's ``user`` -> its ``customer_key`` (pseudonym map); then (``customer_key``,
-``sensorReadingTime`` = ``timestamp``). Joining on the timestamp alone would pair one customer's
-device with another customer's phone whenever their readings share a millisecond.
+Join keys: the device's ``serialNumber`` -> its owner in ``customer_trusted`` -> their
+``customer_key`` (pseudonym map); the phone's ``user`` -> its ``customer_key``; then
+(``customer_key``, ``sensorReadingTime`` = ``timestamp``). Joining on the timestamp alone would pair
+one customer's device with another customer's phone whenever their readings share a millisecond.
+(step_trainer_trusted holds only devices of one customer, a curated one.)
 The output is an allowlist: the customer appears only as ``customer_key``.
 """
 
 import narwhals as nw
 
-INPUTS = ("step_trainer_trusted", "accelerometer_trusted", "customers_curated", "customer_pseudonyms")
+INPUTS = ("step_trainer_trusted", "accelerometer_trusted", "customer_trusted", "customer_pseudonyms")
 OUTPUT = "machine_learning_curated"
 #: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
 APPENDS = ("step_trainer_trusted", "accelerometer_trusted")
@@ -20,15 +21,13 @@ APPENDS = ("step_trainer_trusted", "accelerometer_trusted")
 def transform(
     step_trainer_trusted: nw.LazyFrame,
     accelerometer_trusted: nw.LazyFrame,
-    customers_curated: nw.LazyFrame,
+    customer_trusted: nw.LazyFrame,
     customer_pseudonyms: nw.LazyFrame,
 ) -> nw.LazyFrame:
-    device_readings = step_trainer_trusted.join(
-        customers_curated.select("serialNumber", "customer_key"), on="serialNumber", how="inner"
-    )
-    phone_readings = accelerometer_trusted.join(
-        customer_pseudonyms.select(nw.col("email").alias("user"), "customer_key"), on="user", how="inner"
-    )
+    keys = customer_pseudonyms.select("email", "customer_key")
+    device_owners = customer_trusted.select("serialNumber", "email").join(keys, on="email", how="inner")
+    device_readings = step_trainer_trusted.join(device_owners.drop("email"), on="serialNumber", how="inner")
+    phone_readings = accelerometer_trusted.join(keys.rename({"email": "user"}), on="user", how="inner")
 
     pairs = device_readings.join(
         phone_readings,

@@ -64,10 +64,9 @@ class _Context:
             self._wh = Warehouse.open(self.settings)
         return self._wh
 
-    def key(self) -> bytes:
-        from stedi.privacy import pseudonym_key
-
-        return pseudonym_key(self.settings.pseudonym_key, self.warehouse.files)
+    def keys(self, *, create: bool):
+        """The warehouse's keys, checked (a writer may make those of a new warehouse)."""
+        return self.warehouse.keys(create=create)
 
 
 def _console(stderr: bool = False):
@@ -129,7 +128,7 @@ def ingest(obj: _Context, source: str, then_run: bool) -> None:
     from stedi.ingest import ingest as run_ingest
 
     with obj.warehouse.lock("stedi-etl ingest --run" if then_run else "stedi-etl ingest"):  # one hold for both steps
-        summary = run_ingest(obj.warehouse, source, obj.key())
+        summary = run_ingest(obj.warehouse, source, obj.keys(create=True))
         _print_ingest(summary)
         if then_run:
             _run_jobs(obj)
@@ -233,7 +232,7 @@ def _run_jobs(
     try:
         with _progress(total=len(load_jobs())) as notify:
             summary = run_jobs(
-                obj.warehouse, obj.key(), engine=on, progress=notify, full_refresh=full_refresh, consent_scope=consent_scope
+                obj.warehouse, obj.keys(create=True), engine=on, progress=notify, full_refresh=full_refresh, consent_scope=consent_scope
             )
     except AuditError as err:
         _fail_on(err.violations, str(err))
@@ -250,6 +249,11 @@ def _run_jobs(
         _console().print(
             f"incremental: {summary.changed_customers} customer(s) recomputed whole (new records, first readings, "
             f"shared devices), {summary.reading_customers} with new readings only; `run --full-refresh` rebuilds everything"
+        )
+    if summary.uncertain:
+        _console().print(
+            f"{summary.uncertain} customer(s) kept out: their latest record cannot be read with certainty (a later "
+            "record was set aside at ingest, or its consent is not a valid date); `stedi-etl quarantine` shows why"
         )
     if summary.unattributable:
         _console().print(
@@ -522,59 +526,108 @@ def audit(obj: _Context) -> None:
     """
     from stedi.audit import audit as run_audit
 
-    found = run_audit(obj.warehouse, obj.key())
+    found = run_audit(obj.warehouse, obj.keys(create=False))
     _fail_on(found, f"the audit found {len(found)} privacy violation(s)")
     _console().print("audit passed: no privacy violation found")
 
 
 @cli.command()
-@click.option("--email", "emails", multiple=True, help="Email of a person to erase (repeatable).")
+@click.option("--email", "emails", multiple=True, help="Email of a person to erase (repeatable; any spelling).")
 @click.option(
     "--from-file",
-    type=click.File("r", encoding="utf-8"),
+    type=click.File("rb"),
     default=None,
     help="File of emails to erase, one a line ('-' for stdin).",
 )
+@click.option("--dry-run", is_flag=True, help="Say what would be erased, and which snapshots expired; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
 @click.pass_obj
 @_fail_cleanly
-def forget(obj: _Context, emails: tuple[str, ...], from_file) -> None:
+def forget(obj: _Context, emails: tuple[str, ...], from_file, dry_run: bool, yes: bool) -> None:
     """Erase people, by email, from every table, raw file and older version of the warehouse.
 
     Their rows go from every table (landing, trusted, curated, quarantine, consent history); their
-    lines are blanked in the raw landing files; older snapshots are expired and every file no longer
-    used is deleted. Their email and serial numbers join the suppression list, as keyed hashes, so
-    ingesting an old copy of the files does not bring them back. The erasure_log table records
-    what was done, without the email.
+    records are blanked in the raw landing files, and anyone else's record that mentions them has
+    the mention erased; older snapshots are expired and every file no longer used is deleted. Their
+    email and serial numbers join the suppression list, as keyed hashes, so ingesting an old copy
+    of the files does not bring them back. The erasure_log table records what was done, without
+    the email.
 
     \b
     Examples:
       stedi-etl forget --email ann.a@example.com --email bob@example.com
       stedi-etl forget --from-file requests.txt
+      stedi-etl forget --dry-run --email ann.a@example.com
     """
     from stedi.erasure import forget as run_forget
     from stedi.erasure import normalised_emails, read_emails
 
-    wanted = [*emails, *(read_emails(from_file) if from_file else [])]
-    summary = run_forget(obj.warehouse, obj.key(), wanted)
+    wanted = [*emails, *(read_emails(_text_lines(from_file)) if from_file else [])]
+    people = normalised_emails(wanted)  # a malformed one is an error before anything is touched
+    if not dry_run and not yes and _is_terminal() and sys.stdin.isatty():
+        click.confirm(f"erase {len(people)} person(s) from {obj.settings.location}, raw files included? This cannot be undone", abort=True)
+    summary = run_forget(obj.warehouse, obj.keys(create=not dry_run), wanted, dry_run=dry_run)
 
     _print_table(
-        f"forget {summary.erasure_id}",
-        ("email", "customer_key", "rows removed", "serial numbers"),
+        f"forget {summary.erasure_id}" + (" (dry run: nothing changed)" if dry_run else ""),
+        ("email", "customer_key", "rows removed", "rows of others rewritten", "serial numbers"),
         [
             (
                 email,
                 p.customer_key[:16] + "...",
                 ", ".join(f"{t} {n}" for t, n in sorted(p.rows_removed.items())) or "none: matched nobody",
+                ", ".join(f"{t} {n}" for t, n in sorted(p.rows_rewritten.items())) or "none",
                 f"{p.serial_numbers} erased" + (f", {p.serials_kept} kept (shared with another customer)" if p.serials_kept else ""),
             )
-            for email, p in zip(normalised_emails(wanted), summary.people, strict=True)
+            for email, p in zip(people, summary.people, strict=True)
         ],
     )
     unmatched = sum(not p.matched for p in summary.people)
+    would = "would be " if dry_run else ""
     _console().print(
-        f"{len(summary.people) - unmatched} person(s) erased, {unmatched} matched nobody (suppressed all the same); "
-        f"{sum(summary.rows_removed().values())} row(s) removed, {summary.files_rewritten} raw file(s) rewritten, "
-        f"{summary.snapshots_expired} older snapshot(s) expired, {summary.files_deleted} file(s) deleted"
+        f"{len(summary.people) - unmatched} person(s) {would}erased, {unmatched} matched nobody ({would}suppressed all the same); "
+        f"{sum(summary.rows_removed().values())} row(s) {would}removed, {summary.files_rewritten} raw file(s) {would}rewritten, "
+        f"{summary.names_blanked} received file name(s) {would}blanked, {summary.snapshots_expired} older snapshot(s) {would}expired"
+        + ("" if dry_run else f", {summary.files_deleted} file(s) deleted")
+    )
+
+
+def _text_lines(stream) -> list[str]:
+    """The lines of a file of emails, which must be UTF-8 text."""
+    data = stream.read()
+    try:
+        return data.decode("utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise StediError(f"{getattr(stream, 'name', 'the file')} is not UTF-8 text (byte {err.start}): give one email a line") from None
+
+
+@cli.command("rotate-key")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation on a terminal.")
+@click.pass_obj
+@_fail_cleanly
+def rotate_key(obj: _Context, yes: bool) -> None:
+    """Change the pseudonym key deliberately, then rebuild every table under the new key.
+
+    The new key is STEDI_NEW_PSEUDONYM_KEY when set (required when the key comes from
+    STEDI_PSEUDONYM_KEY: set that to the new key afterwards), else a new random key written to the
+    warehouse's key file. Every customer_key changes; every past erasure still holds (the
+    suppression list keeps its own key); older snapshots of the pseudonymised tables are expired,
+    so time travel cannot link old and new pseudonyms.
+
+    \b
+    Example:
+      stedi-etl rotate-key
+    """
+    from stedi.rotation import rotate_key as run_rotate
+
+    if not yes and _is_terminal() and sys.stdin.isatty():
+        click.confirm(f"change the pseudonym key of {obj.settings.location} and rebuild every table?", abort=True)
+    with obj.warehouse.lock("stedi-etl rotate-key"):
+        keys, summary = run_rotate(obj.warehouse)
+    _console().print(
+        f"pseudonym key changed to key {keys.key_id}; {sum(r.status == 'updated' for r in summary.results)} table(s) "
+        f"rebuilt under it in {summary.seconds:.2f}s"
+        + ("; now set STEDI_PSEUDONYM_KEY to the new key" if keys.from_environment else "")
     )
 
 

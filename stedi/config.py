@@ -31,6 +31,8 @@ ENV_VARS = {
     "warehouse": "STEDI_WAREHOUSE",
     "catalog_uri": "STEDI_CATALOG_URI",
     "pseudonym_key": "STEDI_PSEUDONYM_KEY",
+    "new_pseudonym_key": "STEDI_NEW_PSEUDONYM_KEY",
+    "suppression_key": "STEDI_SUPPRESSION_KEY",
     "consent_scope": "STEDI_CONSENT_SCOPE",
 }
 
@@ -52,7 +54,12 @@ class Settings:
         only a local warehouse can have.
     pseudonym_key
         Secret for the keyed hash of emails; ``None`` means the warehouse's own key file.
-        Never shown by ``repr``.
+        Never shown by ``repr`` (nor are the two below).
+    new_pseudonym_key
+        The key ``rotate-key`` changes to; ``None`` means a generated one (into the key file).
+    suppression_key
+        Secret of the keyed hashes of erased people; ``None`` means the warehouse's own
+        (``.stedi/suppression.key`` once the key was rotated, else the pseudonym key). See :mod:`stedi.keys`.
     consent_scope
         ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
     """
@@ -60,6 +67,8 @@ class Settings:
     warehouse: Path | str = Path(DEFAULT_WAREHOUSE)
     catalog_uri: str | None = None
     pseudonym_key: str | None = field(default=None, repr=False)
+    new_pseudonym_key: str | None = field(default=None, repr=False)
+    suppression_key: str | None = field(default=None, repr=False)
     consent_scope: str = CONSENT_SCOPES[0]
 
     def __post_init__(self) -> None:

@@ -42,6 +42,8 @@ def _arrow_type(sql_type: str) -> pa.DataType:
 
 
 ZONES = ("landing", "trusted", "curated", "system")
+#: What an owner column can hold (``stedi.owner_kind``).
+OWNER_KINDS = ("email", "serial", "customer_key", "subject_key", "identifier")
 #: The columns stedi adds to the landing tables, not in the raw files: the fields received beyond
 #: the contract (kept, never lost) and the lineage of each row.
 EXTRA = "_extra"
@@ -127,6 +129,28 @@ class Contract:
         (``email``, ``user``), a ``customer_key`` or a device's ``serialNumber``. Incremental runs
         recompute a table's rows by owner."""
         return dict(self.properties).get("stedi.owner")
+
+    @property
+    def owner_kind(self) -> str | None:
+        """What the owner column holds (TBLPROPERTIES ``stedi.owner_kind``, one of
+        :data:`OWNER_KINDS`): an ``email`` or a ``serial`` number (as sent in the landing zone, in
+        their normal form elsewhere), the curated ``customer_key``, the consent history's
+        ``subject_key``, or either identifier (``identifier``: the quarantine's ``owner``)."""
+        return dict(self.properties).get("stedi.owner_kind")
+
+    @property
+    def holds_everyone(self) -> bool:
+        """Whether the table holds every customer, consenting or not (TBLPROPERTIES ``stedi.holds`` =
+        ``every customer``: the consent history); any other trusted or curated table holds only
+        customers who may be there."""
+        return dict(self.properties).get("stedi.holds") == "every customer"
+
+    @property
+    def consents(self) -> tuple[str, ...]:
+        """Columns holding a consent date (TBLPROPERTIES ``stedi.consents``, comma-separated): a
+        value sent that plainly means none is read as NULL (stedi.parse)."""
+        listed = dict(self.properties).get("stedi.consents", "")
+        return tuple(n.strip() for n in listed.split(",") if n.strip())
 
     @property
     def taken_at(self) -> str | None:
@@ -222,9 +246,17 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.zone' must be one of {ZONES}, got {zone!r}")
     if not columns:
         raise ContractError(f"{source}: table {name} declares no columns")
+    names = {c.name for c in columns}
     for prop in ("stedi.owner", "stedi.taken_at"):
-        if props.get(prop) is not None and props[prop] not in {c.name for c in columns}:
+        if props.get(prop) is not None and props[prop] not in names:
             raise ContractError(f"{source}: TBLPROPERTIES {prop!r} names {props[prop]!r}, which is not a column")
+    if (props.get("stedi.owner") is None) != (props.get("stedi.owner_kind") is None):
+        raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner' and 'stedi.owner_kind' go together")
+    if props.get("stedi.owner_kind") not in (None, *OWNER_KINDS):
+        raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner_kind' must be one of {OWNER_KINDS}, got {props['stedi.owner_kind']!r}")
+    for listed in (n.strip() for n in props.get("stedi.consents", "").split(",") if n.strip()):
+        if listed not in names:
+            raise ContractError(f"{source}: TBLPROPERTIES 'stedi.consents' names {listed!r}, which is not a column")
     rules = []
     for rule_name, predicate in checks:
         action = props.get(f"stedi.rule.{rule_name}", "drop")

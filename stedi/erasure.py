@@ -1,25 +1,34 @@
 """The right to erasure: ``forget`` removes a person from every table, every raw file and every
 older version of the warehouse, and keeps them from coming back.
 
-A person is named by email. Their serial numbers are those of their customer records. Forgetting:
+A person is named by email, in any spelling (its normal form is what counts). Their serial numbers
+are those of their customer records. Whose row is whose comes from the contracts
+(``stedi.owner`` / ``stedi.owner_kind``): a table with an owner column is covered with no change
+here. Forgetting:
 
-1. blanks their lines in every raw landing file that holds one (write a new file, then replace;
-   a blank line keeps the line numbers of everyone else's records, which the landing tables cite);
-2. in one all-or-nothing commit: deletes their rows from every table (landing, trusted, curated,
-   quarantine, consent history), records the stored files' new hashes in the manifest, adds the
-   keyed hashes of their email and serial numbers to ``suppression_list`` and logs the erasure in
-   ``erasure_log`` (keyed hash, rows removed per table, files rewritten: never the email);
-3. expires every older snapshot of every table and deletes every file no current snapshot uses,
-   orphans of failed writes included.
+1. finds their rows in every table with an owner, and every row of anyone that *mentions* them in
+   a personal text column (``_extra``, a name, a quarantined line), however the email is written
+   there (:func:`stedi.privacy.identifiers_in`);
+2. rewrites the raw landing files: their records blanked (a blank line, or ``null`` in an array:
+   everyone else keeps their record number), a record of someone else that mentions them with
+   each string mentioning them replaced by ``[erased]``, a quarantined line mentioning them blanked;
+3. in one all-or-nothing commit: deletes their rows, replaces the mentioning rows by their erased
+   versions (a landing row by the parse of its rewritten record), records the stored files' new
+   hashes in the manifest and blanks a received file name that names them, adds the keyed hashes
+   of their email and serial numbers to ``suppression_list``;
+4. expires every older snapshot of every table and deletes every file no current snapshot uses,
+   orphans of failed writes included; and logs the erasure in ``erasure_log`` (never the email).
 
 The raw files are rewritten first: if the commit then fails, forgetting again finds the rows in the
 tables and finishes (blanking a blank line changes nothing). A serial number also registered to
 someone else is not erased (their readings may be that other person's); it is reported.
+``dry_run`` finds and counts everything and changes nothing.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import json
 import re
@@ -29,28 +38,22 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import narwhals as nw
 import polars as pl
 import pyarrow as pa
-from pyiceberg.expressions import In
+from pyiceberg.expressions import BooleanExpression, In, Or
 from pyiceberg.table import Transaction
 
-from stedi import privacy
-from stedi.contracts import contract, load_contracts
+from stedi import parse, privacy
+from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import StediError
-from stedi.ingest import blank_records
+from stedi.keys import Keys
 from stedi.warehouse import Change, Staged, Warehouse
 
 # Deliberately plain: one @, a dot in the domain, no spaces, quotes, brackets or separators. Not a
 # validator of RFC 5322: a guard against passing a name, a list or a quoted CSV field as an email.
 _NOT_IN_EMAIL = r"@\s\"<>(),;:\[\]"  # an apostrophe is fine: o'neil@example.com
 _EMAIL = re.compile(rf"[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+\.[^{_NOT_IN_EMAIL}]+")
-
-# Where a person appears, by table: the column, and whether it holds an email (else a serial number,
-# else a customer_key).
-_BY_EMAIL = {"customer_landing": "email", "accelerometer_landing": "user", "customer_trusted": "email", "accelerometer_trusted": "user"}
-_BY_SERIAL = {"step_trainer_landing": "serialNumber", "step_trainer_trusted": "serialNumber"}
-_BY_KEY = {"customers_curated": "customer_key", "machine_learning_curated": "customer_key", "customer_consent_history": "customer_key"}
+ERASED_NAME = "(erased)"
 
 
 class ErasureError(StediError):
@@ -63,10 +66,11 @@ class PersonResult:
     rows_removed: dict[str, int] = field(default_factory=dict)
     serial_numbers: int = 0
     serials_kept: int = 0
+    rows_rewritten: dict[str, int] = field(default_factory=dict)  # other people's rows that mentioned them
 
     @property
     def matched(self) -> bool:
-        return any(self.rows_removed.values())
+        return any(self.rows_removed.values()) or any(self.rows_rewritten.values())
 
 
 @dataclass
@@ -76,6 +80,8 @@ class ForgetSummary:
     files_rewritten: int = 0
     files_deleted: int = 0
     snapshots_expired: int = 0
+    names_blanked: int = 0
+    dry_run: bool = False
 
     def rows_removed(self) -> dict[str, int]:
         total: Counter[str] = Counter()
@@ -90,10 +96,10 @@ def read_emails(lines: Iterable[str]) -> list[str]:
 
 
 def normalised_emails(emails: Iterable[str]) -> list[str]:
-    """The emails, normalised and deduplicated; a malformed one is an error, named."""
+    """The emails in their normal form, deduplicated; a malformed one is an error, named."""
     out: dict[str, None] = {}
     for raw in emails:
-        email = raw.strip().lower()
+        email = privacy.normal_form(raw)
         if not _EMAIL.fullmatch(email):
             raise ErasureError(f"not an email address: {raw!r}")
         out[email] = None
@@ -102,178 +108,289 @@ def normalised_emails(emails: Iterable[str]) -> list[str]:
     return list(out)
 
 
-def forget(wh: Warehouse, key: bytes, emails: Iterable[str]) -> ForgetSummary:
+@dataclass
+class _Found:
+    """What forgetting touches in one table."""
+
+    owned: dict[str, list[str]] = field(default_factory=dict)  # column -> exact stored values of their rows
+    mentioning: pl.DataFrame | None = None  # other people's rows mentioning them, as stored
+    erased_rows: pl.DataFrame | None = None  # those rows, erased (landing: re-parsed)
+
+
+def forget(wh: Warehouse, key: bytes | Keys | None, emails: Iterable[str], *, dry_run: bool = False) -> ForgetSummary:
     """Erase the people with these emails from the warehouse; see the module docstring."""
     people = normalised_emails(emails)
-    keys = {e: privacy.customer_key(e, key) for e in people}
-    summary = ForgetSummary(erasure_id=f"forget-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
+    summary = ForgetSummary(erasure_id=f"forget-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", dry_run=dry_run)
     with wh.lock("stedi-etl forget"):
-        # Whose serial numbers: every customer record of the person; kept if anyone else has it too.
-        customers = nw.from_native(wh.scan("customer_landing")).select(
-            privacy.normalise_email("email"), nw.col("serialNumber").alias("serial")
-        )
-        owners = customers.unique().to_native().collect()
-        theirs = owners.filter(pl.col("email").is_in(people))
-        shared = set(owners.filter(~pl.col("email").is_in(people) & pl.col("serial").is_in(theirs["serial"].to_list()))["serial"])
-        serial_owner = {s: e for e, s in theirs.iter_rows() if s not in shared}
-        results = {e: PersonResult(keys[e]) for e in people}
-        for e, s in theirs.iter_rows():
-            if s in shared:
-                results[e].serials_kept += 1
-            else:
-                results[e].serial_numbers += 1
+        keys = wh.keys(key, create=not dry_run)
+        results = {e: PersonResult(privacy.customer_key(e, keys.pseudonym)) for e in people}
+        serial_owner = _serials(wh, people, results)
+        targets = {e: e for e in people} | dict(serial_owner)  # identifier -> whose
+        values = {
+            "email": people,
+            "serial": sorted(serial_owner),
+            "identifier": sorted(targets),
+            "customer_key": [privacy.customer_key(e, keys.pseudonym) for e in people],
+            "subject_key": [privacy.subject_key(e, keys.pseudonym) for e in people],
+        }
+        whose = {  # kind of owner value -> value -> the person (email) it is of
+            "email": {e: e for e in people},
+            "serial": dict(serial_owner),
+            "identifier": targets,
+            "customer_key": dict(zip(values["customer_key"], people, strict=True)),
+            "subject_key": dict(zip(values["subject_key"], people, strict=True)),
+        }
 
-        owner_of = _owner_lookup(people, keys, serial_owner)
-        deletes, lines = _find_rows(wh, owner_of, results)
-        rewritten = _blank_lines(wh, lines)
-        summary.files_rewritten = len(rewritten)
+        found: dict[str, _Found] = {}
+        records: dict[str, dict[int, str | None]] = defaultdict(dict)  # stored file -> record -> new text
+        for name, c in sorted(load_contracts().items()):
+            if name != "ingest_manifest":  # its received names are blanked below, its rows kept
+                found[name] = _find(wh, c, values, whose, targets, results, records)
+        rewritten = {} if dry_run else _rewrite_files(wh, records)
+        summary.files_rewritten = len(rewritten) if not dry_run else len(records)
+        for name, f in found.items():
+            if f.mentioning is not None and contract(name).zone == "landing" and not dry_run:
+                f.erased_rows = _reparsed(wh, contract(name), f.mentioning)
+        names = _names_after(wh, targets)
+        summary.names_blanked = len(names)
 
         now = datetime.now(UTC)
         props = {"stedi.erasure-id": summary.erasure_id}
         staged: list[Staged] = []
-        for name, (column, values) in deletes.items():
-            delete = functools.partial(_delete, wh, name, In(column, values), props)
-            staged.append(Staged(name, delete(), delete))
-        if rewritten:
-            staged.append(wh.stage(Change("ingest_manifest", _manifest_after(wh, rewritten, now), "overwrite", props)))
-        suppressed = [("email", keys[e]) for e in people] + [("serialNumber", privacy.keyed_hash(s, key)) for s in serial_owner]
-        known = set().union(*wh.suppressed().values())
-        new = [
-            {"kind": kind, "key_hash": h, "suppressed_at": now, "erasure_id": summary.erasure_id}
-            for kind, h in suppressed
-            if h not in known
-        ]
-        if new:
-            staged.append(wh.stage(Change("suppression_list", pa.Table.from_pylist(new), "append", props)))
-        wh.commit_staged(staged)
+        if not dry_run:
+            for name, f in found.items():
+                if f.owned or f.mentioning is not None:
+                    change = functools.partial(_change, wh, name, f, props)
+                    staged.append(Staged(name, change(), change))
+            if rewritten or names:
+                staged.append(wh.stage(Change("ingest_manifest", _manifest_after(wh, rewritten, names, now), "overwrite", props)))
+            suppressed = [("email", e) for e in people] + [("serialNumber", s) for s in serial_owner]
+            known = set().union(*wh.suppressed().values())
+            new = [
+                {"kind": kind, "key_hash": h, "suppressed_at": now, "erasure_id": summary.erasure_id}
+                for kind, h in ((k, privacy.keyed_hash(v, keys.suppression)) for k, v in suppressed)
+                if h not in known
+            ]
+            if new:
+                staged.append(wh.stage(Change("suppression_list", pa.Table.from_pylist(new), "append", props)))
+            wh.commit_staged(staged)
 
         # Every older version of every table goes, files included: time travel cannot bring them back.
         for name in load_contracts():
             if name == "erasure_log":
                 continue
             summary.snapshots_expired += max(len(wh.table(name).metadata.snapshots) - 1, 0)
-            summary.files_deleted += wh.expire_and_remove_unreferenced(name)
-        summary.files_deleted += wh.remove_orphan_copies()
+            if not dry_run:
+                summary.files_deleted += wh.expire_and_remove_unreferenced(name)
+        if not dry_run:
+            summary.files_deleted += wh.remove_orphan_copies()
 
         summary.people = list(results.values())
-        log = [
-            {
-                "erasure_id": summary.erasure_id,
-                "erased_at": now,
-                "customer_key": p.customer_key,
-                "matched": p.matched,
-                "rows_removed": json.dumps(p.rows_removed, sort_keys=True),
-                "serial_numbers": p.serial_numbers,
-                "serials_kept": p.serials_kept,
-                "files_rewritten": summary.files_rewritten,
-                "files_deleted": summary.files_deleted,
-            }
-            for p in summary.people
-        ]
-        wh.commit_staged([wh.stage(Change("erasure_log", pa.Table.from_pylist(log), "append", props))])
+        if not dry_run:
+            log = [
+                {
+                    "erasure_id": summary.erasure_id,
+                    "erased_at": now,
+                    "customer_key": p.customer_key,
+                    "matched": p.matched,
+                    "rows_removed": json.dumps(p.rows_removed, sort_keys=True),
+                    "serial_numbers": p.serial_numbers,
+                    "serials_kept": p.serials_kept,
+                    "files_rewritten": summary.files_rewritten,
+                    "files_deleted": summary.files_deleted,
+                }
+                for p in summary.people
+            ]
+            wh.commit_staged([wh.stage(Change("erasure_log", pa.Table.from_pylist(log), "append", props))])
     return summary
 
 
-def _delete(wh: Warehouse, name: str, where: In, props: dict[str, str]) -> Transaction:
-    """A transaction deleting the rows of table ``name`` that ``where`` matches (copy-on-write)."""
-    tx = wh.table(name).transaction()
-    tx.delete(where, snapshot_properties=props)
-    return tx
+def _serials(wh: Warehouse, people: list[str], results: dict[str, PersonResult]) -> dict[str, str]:
+    """The serial numbers (normal form) to erase -> whose: those on the person's customer records,
+    unless someone else's record names them too (counted as kept)."""
+    landing = wh.scan("customer_landing").select(
+        privacy.polars_normal(pl.col("email")).alias("email"), privacy.polars_normal(pl.col("serialNumber")).alias("serial")
+    )
+    owners = landing.unique().collect()
+    theirs = owners.filter(pl.col("email").is_in(people))
+    shared = set(owners.filter(~pl.col("email").is_in(people) & pl.col("serial").is_in(theirs["serial"].to_list()))["serial"])
+    for e, s in theirs.iter_rows():
+        if s in shared:
+            results[e].serials_kept += 1
+        else:
+            results[e].serial_numbers += 1
+    return {s: e for e, s in theirs.iter_rows() if s not in shared}
 
 
-def _owner_lookup(people: list[str], keys: dict[str, str], serial_owner: dict[str, str]) -> dict[str, dict[str, str]]:
-    """For each kind of identifying value (email, serial, key): value -> the person's email."""
-    return {
-        "email": {e: e for e in people},
-        "serial": dict(serial_owner),
-        "key": {keys[e]: e for e in people},
-    }
+def _text_columns(c: Contract) -> list[str]:
+    return privacy.free_text_columns(c)
 
 
-def _find_rows(
-    wh: Warehouse, owner_of: dict[str, dict[str, str]], results: dict[str, PersonResult]
-) -> tuple[dict[str, tuple[str, list[str]]], dict[str, set[int]]]:
-    """The rows to delete, as (column, exact stored values) per table, counted per person into
-    ``results``; and the raw lines to blank, as line numbers per stored file."""
-    deletes: dict[str, tuple[str, list[str]]] = {}
-    lines: dict[str, set[int]] = defaultdict(set)
-
-    def match(name: str, column: str, kind: str) -> None:
-        lookup = owner_of[kind]
-        if not lookup:
-            return
-        normal = privacy.normalise_email(column) if kind == "email" else nw.col(column)
-        lineage = [c for c in ("_source_file", "_line_number") if c in contract(name).column_names]
-        rows = nw.from_native(wh.scan(name)).select(nw.col(column).alias("stored"), normal.alias("normal"), *lineage)
-        found = rows.to_native().filter(pl.col("normal").is_in(list(lookup))).collect()
-        if not found.height:
-            return
-        deletes[name] = (column, found["stored"].unique().to_list())
-        for normal_value, n in Counter(found["normal"].to_list()).items():
-            person = results[lookup[normal_value]]
-            person.rows_removed[name] = person.rows_removed.get(name, 0) + n
-        if lineage:
-            for file, line in found.select(lineage).iter_rows():
-                lines[file].add(line)
-
-    for name, column in _BY_EMAIL.items():
-        match(name, column, "email")
-    for name, column in _BY_SERIAL.items():
-        match(name, column, "serial")
-    for name, column in _BY_KEY.items():
-        match(name, column, "key")
-
-    # quarantine: any set-aside line or row that mentions the person (raw text, any case)
-    needles = {v.lower(): owner for kind in ("email", "serial") for v, owner in owner_of[kind].items()}
-    if needles:
-        raw = pl.col("raw").str.to_lowercase()
-        mentions = (
-            wh.scan("quarantine")
-            .filter(raw.str.contains_any(list(needles)))
-            .select("raw", "source_file", "line_number")
-            .collect()
-        )
-        if mentions.height:
-            deletes["quarantine"] = ("raw", mentions["raw"].unique().to_list())
-            for text in mentions["raw"].to_list():
-                lowered = text.lower()
-                owner = next(o for n, o in needles.items() if n in lowered)
-                results[owner].rows_removed["quarantine"] = results[owner].rows_removed.get("quarantine", 0) + 1
-            for file, line in mentions.select("source_file", "line_number").iter_rows():
-                if file is not None and line is not None:
-                    lines[file].add(line)
-    return deletes, dict(lines)
+_MAY_MENTION = r"@|＠|﹫|\\u|[0-9a-fA-F]{8}-"
 
 
-def _blank_lines(wh: Warehouse, lines: dict[str, set[int]]) -> dict[str, tuple[str, int, int]]:
-    """Blank the given lines of each stored raw file, atomically; returns, per file rewritten, its
-    new SHA-256, size and the number of lines blanked."""
+def _find(
+    wh: Warehouse,
+    c: Contract,
+    values: dict[str, list[str]],
+    whose: dict[str, dict[str, str]],
+    targets: dict[str, str],
+    results: dict[str, PersonResult],
+    records: dict[str, dict[int, str | None]],
+) -> _Found:
+    """The person's rows of one table and the rows of others that mention them; the raw records
+    to change (into ``records``); counts per person (into ``results``)."""
+    found = _Found()
+    lineage = [n for n in ("_source_file", "_line_number") if n in c.column_names] or [
+        n for n in ("source_file", "line_number") if n in c.column_names
+    ]
+    texts = _text_columns(c)
+    if c.owner is None and not texts:
+        return found
+    frame = wh.scan(c.name)
+    owned_rows = None
+    if c.owner is not None and values[c.owner_kind]:
+        owner = pl.col(c.owner)
+        normal = privacy.polars_normal(owner) if c.zone == "landing" or c.owner_kind == "identifier" else owner
+        owned_rows = frame.with_columns(_normal=normal).filter(pl.col("_normal").is_in(values[c.owner_kind])).collect()
+        if owned_rows.height:
+            found.owned[c.owner] = owned_rows[c.owner].unique().to_list()
+            for v, n in Counter(owned_rows["_normal"].to_list()).items():
+                person = results[whose[c.owner_kind][v]]
+                person.rows_removed[c.name] = person.rows_removed.get(c.name, 0) + n
+            _blank(records, owned_rows, lineage)
+    if texts:
+        candidates = frame.filter(pl.any_horizontal(pl.col(t).str.contains(_MAY_MENTION) for t in texts))
+        if owned_rows is not None and owned_rows.height:
+            candidates = candidates.join(owned_rows.lazy().select(c.owner).unique(), on=c.owner, how="anti")
+        candidates = candidates.collect()
+        mentions = [
+            next((targets[i] for t in texts for i in privacy.identifiers_in(row[t]) if i in targets), None)
+            for row in candidates.select(texts).iter_rows(named=True)
+        ]
+        rows = candidates.filter(pl.Series([m is not None for m in mentions], dtype=pl.Boolean))
+        if rows.height:
+            for person in (m for m in mentions if m is not None):
+                count = results[person].rows_rewritten if c.name != "quarantine" else results[person].rows_removed
+                count[c.name] = count.get(c.name, 0) + 1
+            if c.name == "quarantine":  # a set-aside line mentioning them goes whole
+                found.owned.setdefault("raw", []).extend(v for v in rows["raw"].unique().to_list() if v is not None)
+                _blank(records, rows, lineage)
+            else:
+                found.mentioning = rows
+                found.erased_rows = _erased(rows, texts, targets)
+                if c.zone == "landing":
+                    _redact(wh, records, rows, targets)
+    return found
+
+
+def _blank(records: dict[str, dict[int, str | None]], rows: pl.DataFrame, lineage: list[str]) -> None:
+    if len(lineage) == 2:
+        for file, line in rows.select(lineage).iter_rows():
+            if file is not None and line is not None:
+                records[file][line] = None
+
+
+def _is_target(targets: dict[str, str]):
+    return lambda ids: bool(ids & targets.keys())
+
+
+def _erased(rows: pl.DataFrame, texts: list[str], targets: dict[str, str]) -> pl.DataFrame:
+    """Rows with each text value mentioning a target erased: a JSON value string by string, any
+    other value whole."""
+    erased = _is_target(targets)
+
+    def clean(value: str | None) -> str | None:
+        if value is None or not erased(privacy.identifiers_in(value)):
+            return value
+        return privacy.redact_json(value, erased) or privacy.ERASED
+
+    return rows.with_columns(pl.col(t).map_elements(clean, return_dtype=pl.String) for t in texts)
+
+
+def _redact(wh: Warehouse, records: dict[str, dict[int, str | None]], rows: pl.DataFrame, targets: dict[str, str]) -> None:
+    """The raw records of landing rows that mention a target, rewritten with the mentions erased."""
+    erased = _is_target(targets)
+    for file, lines in rows.group_by("_source_file").agg("_line_number").iter_rows():
+        text = parse.records_text(parse.decompress(wh.files.read_bytes(file), file)).split(b"\n")
+        for n in lines:
+            if n not in records[file]:
+                records[file][n] = privacy.redact_json(text[n - 1].decode("utf-8").rstrip("\r"), erased)
+
+
+def _reparsed(wh: Warehouse, c: Contract, rows: pl.DataFrame) -> pl.DataFrame:
+    """Landing rows as the parse of their rewritten raw records gives them (lineage kept)."""
+    out = []
+    for file, group in rows.group_by("_source_file"):
+        text = parse.records_text(parse.decompress(wh.files.read_bytes(file[0]), file[0])).split(b"\n")
+        wanted = set(group["_line_number"].to_list())
+        data = b"\n".join(line if i in wanted else b"" for i, line in enumerate(text, start=1))
+        good, _ = parse.parse(c, data, file[0], group["_ingested_at"][0], "forget")
+        out.append(pl.from_arrow(c.conform(good)))
+    return pl.concat(out) if out else rows
+
+
+def _rewrite_files(wh: Warehouse, records: dict[str, dict[int, str | None]]) -> dict[str, tuple[str, int, int]]:
+    """Rewrite each stored raw file's records, atomically; per file rewritten, its new SHA-256,
+    size and the number of records changed."""
     rewritten: dict[str, tuple[str, int, int]] = {}
-    for rel, numbers in sorted(lines.items()):
+    for rel, changes in sorted(records.items()):
         try:
-            data, blanked = blank_records(wh.files.read_bytes(rel), numbers)
+            stored = wh.files.read_bytes(rel)
         except FileNotFoundError:
             continue  # already gone: nothing of the person left in it
+        plain = parse.decompress(stored, rel)
+        new_plain, changed = parse.replace_records(plain, changes)
+        if not changed:
+            continue
+        data = gzip.compress(new_plain, mtime=0) if stored.startswith(b"\x1f\x8b") else new_plain
         wh.files.write(rel, data)
-        rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), blanked)
+        rewritten[rel] = (hashlib.sha256(data).hexdigest(), len(data), changed)
     return rewritten
 
 
-def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], now: datetime) -> pa.Table:
+def _names_after(wh: Warehouse, targets: dict[str, str]) -> set[str]:
+    """Stored paths whose received file name names a target (any case, escaped, URL-encoded)."""
+    manifest = wh.scan("ingest_manifest").select("stored_path", "file_name").collect()
+    return {
+        rel
+        for rel, name in manifest.iter_rows()
+        if name != ERASED_NAME and privacy.identifiers_in(name) & targets.keys()
+    }
+
+
+def _change(wh: Warehouse, name: str, f: _Found, props: dict[str, str]) -> Transaction:
+    """A transaction deleting the person's rows of table ``name`` and replacing the rows that
+    mention them by their erased versions (copy-on-write)."""
+    filters: list[BooleanExpression] = [In(column, vals) for column, vals in f.owned.items() if vals]
+    if f.mentioning is not None:
+        c = contract(name)
+        for t in _text_columns(c):
+            vals = [v for v in f.mentioning[t].unique().to_list() if v is not None]
+            if vals:
+                filters.append(In(t, vals))
+    where = functools.reduce(Or, filters)
+    tx = wh.table(name).transaction()
+    if f.erased_rows is not None:
+        rows = contract(name).conform(f.erased_rows.select(contract(name).column_names).to_arrow())
+        tx.overwrite(rows, overwrite_filter=where, snapshot_properties=props)
+    else:
+        tx.delete(where, snapshot_properties=props)
+    return tx
+
+
+def _manifest_after(wh: Warehouse, rewritten: dict[str, tuple[str, int, int]], names: set[str], now: datetime) -> pa.Table:
     manifest = wh.scan("ingest_manifest").collect()
     update = pl.DataFrame(
-        [
-            {"stored_path": rel, "_sha": sha, "_size": size, "_erased": n}
-            for rel, (sha, size, n) in rewritten.items()
-        ],
+        [{"stored_path": rel, "_sha": sha, "_size": size, "_erased": n} for rel, (sha, size, n) in rewritten.items()],
         schema={"stored_path": pl.String, "_sha": pl.String, "_size": pl.Int64, "_erased": pl.Int64},
     )
-    hit = pl.col("_sha").is_not_null()
+    hit = ~pl.col("_sha").is_null()
     merged = manifest.join(update, on="stored_path", how="left").with_columns(
         stored_sha256=pl.when(hit).then("_sha").otherwise("stored_sha256"),
         stored_size=pl.when(hit).then("_size").otherwise("stored_size"),
         rows_erased=pl.when(hit).then(pl.col("rows_erased").fill_null(0) + pl.col("_erased")).otherwise("rows_erased"),
         rewritten_at=pl.when(hit).then(pl.lit(now)).otherwise("rewritten_at"),
+        file_name=pl.when(pl.col("stored_path").is_in(sorted(names))).then(pl.lit(ERASED_NAME)).otherwise("file_name"),
     )
     return merged.select(contract("ingest_manifest").column_names).to_arrow()
-

@@ -38,20 +38,19 @@ import narwhals as nw
 
 from stedi import privacy
 from stedi.contracts import contract
-from stedi.runner import PSEUDONYMS
+from stedi.runner import DERIVED, PSEUDONYMS, derived_input
 
 if TYPE_CHECKING:
     import polars as pl
     from pyiceberg.expressions import BooleanExpression
 
+    from stedi.keys import Keys
     from stedi.runner import Job
     from stedi.warehouse import Warehouse
 
 #: Snapshot properties an incremental run relies on.
 READ = "stedi.read"  # {landing table: snapshot id} the output was computed from
-CODE = "stedi.code"  # digest of the job's code, contract, settings and the pseudonym key
-
-EMAIL_OWNERS = ("email", "user")
+CODE = "stedi.code"  # digest of the job's code, contract, settings and the pseudonym key's id
 
 #: Above this share of all customers touched, a run rebuilds everything instead: measured at 100x,
 #: recomputing every customer's rows by person costs more than the rebuild (BENCHMARKS.md).
@@ -60,50 +59,68 @@ REBUILD_SHARE = 0.25
 
 @dataclass(frozen=True)
 class People:
-    """A set of customers, in each form their rows name them by."""
+    """A set of customers, in each form their rows name them by (identifiers in their normal form)."""
 
     emails: frozenset[str]
-    keys: frozenset[str]
+    keys: frozenset[str]  # customer_key
     serials: frozenset[str]
     #: every spelling of their emails in customer_landing (as sent: case, spaces), when known
     spellings: frozenset[str] | None = None
+    subjects: frozenset[str] = frozenset()  # subject_key (the consent history's pseudonym)
 
     def __bool__(self) -> bool:
         return bool(self.emails or self.serials)
 
-    def values(self, owner: str) -> list[str]:
-        if owner in EMAIL_OWNERS:
-            return sorted(self.emails)
-        return sorted(self.keys if owner == "customer_key" else self.serials)
+    def values(self, kind: str) -> list[str]:
+        """Their values of an owner kind (``stedi.owner_kind``)."""
+        by_kind = {
+            "email": self.emails,
+            "serial": self.serials,
+            "customer_key": self.keys,
+            "subject_key": self.subjects,
+            "identifier": self.emails | self.serials,
+        }
+        return sorted(by_kind[kind])
 
-    def restrict(self, frame: Any, table: str) -> Any:
-        """The rows of ``frame`` (native or narwhals, of table ``table``) that belong to these people."""
-        return nw.from_native(frame).filter(self._theirs(table)).to_native()
+    def restrict(self, frame: Any, table: str) -> pl.LazyFrame:
+        """The rows of ``frame`` (Polars, native or narwhals, of table ``table``) that belong to these people."""
+        return nw.to_native(frame, pass_through=True).lazy().filter(self._theirs(table))
 
-    def exclude(self, frame: Any, table: str) -> Any:
+    def exclude(self, frame: Any, table: str) -> pl.LazyFrame:
         """The rows of ``frame`` (of table ``table``) that belong to anyone else."""
-        return nw.from_native(frame).filter(~self._theirs(table)).to_native()
+        return nw.to_native(frame, pass_through=True).lazy().filter(~self._theirs(table))
 
-    def _theirs(self, table: str) -> nw.Expr:
+    def _theirs(self, table: str) -> pl.Expr:
+        import polars as pl
+
         if table == PSEUDONYMS:
-            return nw.col("email").is_in(self.values("email"))
+            return pl.col("email").is_in(self.values("email"))
+        if table == privacy.SET_ASIDE:
+            return pl.col("owner").is_in(self.values("email"))
         if table == "customer_landing" and self.spellings is not None:  # no need to normalise every row
-            return nw.col("email").is_in(sorted(self.spellings))
-        owner = contract(table).owner
-        # landing emails are as sent; everywhere else they are normalised already
-        raw = contract(table).zone == "landing" and owner in EMAIL_OWNERS
-        return (privacy.normalise_email(owner) if raw else nw.col(owner)).is_in(self.values(owner))
+            return pl.col("email").is_in(sorted(self.spellings))
+        c = contract(table)
+        column = pl.col(c.owner)
+        if c.zone == "landing":  # identifiers as sent; everywhere else in their normal form already
+            column = privacy.polars_normal(column)
+        return column.is_in(self.values(c.owner_kind))
 
     def where(self, table: str) -> BooleanExpression:
-        """An Iceberg row filter matching these people's rows of ``table`` (already normalised)."""
+        """An Iceberg row filter matching these people's rows of ``table`` (not a landing table)."""
         from pyiceberg.expressions import In
 
-        owner = contract(table).owner
-        return In(owner, self.values(owner))
+        c = contract(table)
+        return In(c.owner, self.values(c.owner_kind))
 
     def __or__(self, other: People) -> People:
         spellings = None if self.spellings is None or other.spellings is None else self.spellings | other.spellings
-        return People(self.emails | other.emails, self.keys | other.keys, self.serials | other.serials, spellings)
+        return People(
+            self.emails | other.emails,
+            self.keys | other.keys,
+            self.serials | other.serials,
+            spellings,
+            self.subjects | other.subjects,
+        )
 
 
 NOBODY = People(frozenset(), frozenset(), frozenset(), frozenset())
@@ -128,9 +145,9 @@ class Plan:
         return privacy.pseudonyms(pl.Series("email", sorted(people.emails), pl.String), self.key)
 
 
-def code_print(job: Job, params: Mapping[str, str], key: bytes) -> str:
+def code_print(job: Job, params: Mapping[str, str], keys: Keys) -> str:
     """What must not change between two runs for the second to be incremental."""
-    return "|".join([job.code_hash, privacy.key_fingerprint(key), *(f"{p}={params[p]}" for p in job.parameters)])
+    return "|".join([job.code_hash, f"key {keys.key_id}", *(f"{p}={params[p]}" for p in job.parameters)])
 
 
 def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
@@ -142,8 +159,8 @@ def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
         for name in job.inputs:
             if name in outputs:
                 names.update(found[name])
-            elif name != PSEUDONYMS:
-                names.add(name)
+            else:
+                names.add(DERIVED.get(name, name))
         found[job.output] = tuple(sorted(names))
     return found
 
@@ -156,13 +173,14 @@ def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, str]:
     }
 
 
-def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) -> Plan | None:
+def plan(wh: Warehouse, jobs: list[Job], keys: Keys, params: Mapping[str, str]) -> Plan | None:
     """The plan of an incremental run, or None when the run must rebuild everything."""
     import polars as pl
 
+    key = keys.pseudonym
     base: dict[str, int | None] = {}
     for job in jobs:
-        if wh.snapshot_property(job.output, CODE) != code_print(job, params, key):
+        if wh.snapshot_property(job.output, CODE) != code_print(job, params, keys):
             return None
         read = wh.snapshot_property(job.output, READ)
         if read is None:
@@ -177,12 +195,16 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
             return None
         new[name] = rows
 
-    def column(name: str, col: str) -> set[str]:
-        value = privacy.normalise_email(col) if col in EMAIL_OWNERS else nw.col(col)
-        values = nw.from_native(new[name]).select(value).unique().collect().to_native().to_series()
+    def column(name: str, col: str, rows: pl.LazyFrame | None = None) -> set[str]:
+        rows = new[name] if rows is None else rows
+        values = rows.select(privacy.polars_normal(pl.col(col))).unique().collect().to_series()
         return set(values.drop_nulls().to_list())
 
     customers = column("customer_landing", "email")
+    if "quarantine" in new:  # a record set aside may be a customer's latest word: they are changed
+        set_aside = new["quarantine"].filter(pl.col("target_table") == "customer_landing").select("owner", "raw").collect()
+        for owner, raw in set_aside.iter_rows():  # (an owner not read for sure: everyone the record names)
+            customers |= {owner} if owner is not None else privacy.identifiers_in(raw, ("email",))
     users = column("accelerometer_landing", "user")
     devices = column("step_trainer_landing", "serialNumber")
 
@@ -224,8 +246,9 @@ def plan(wh: Warehouse, jobs: list[Job], key: bytes, params: Mapping[str, str]) 
 
     def people(emails: set[str], serials: set[str]) -> People:
         keys = frozenset(privacy.customer_key(e, key) for e in emails)
+        subjects = frozenset(privacy.subject_key(e, key) for e in emails)
         spellings = set().union(*(_values(r.filter(pl.col("email").is_in(list(emails))), "sent") for r in records if emails))
-        return People(frozenset(emails), keys, frozenset(serials), frozenset(spellings))
+        return People(frozenset(emails), keys, frozenset(serials), frozenset(spellings), subjects)
 
     touched = changed | readers
     # (readings may name people with no record yet)
@@ -272,11 +295,15 @@ def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | Non
 
 
 def _records(landing: pl.LazyFrame) -> pl.DataFrame:
-    """The customer records' columns that decide a customer's latest record, email normalised
-    (``sent``: as it was sent)."""
+    """The customer records' columns that decide a customer's latest record, email and serial
+    number in their normal form (``sent``: the email as it was sent)."""
+    import polars as pl
+
     needed = ["email", "serialNumber", "shareWithResearchAsOfDate", *privacy.RECORD_ORDER]
-    frame = nw.from_native(landing).select(needed).with_columns(sent="email", email=privacy.normalise_email("email"))
-    return frame.to_native().collect()
+    frame = landing.select(needed).with_columns(
+        sent="email", email=privacy.polars_normal(pl.col("email")), serialNumber=privacy.polars_normal(pl.col("serialNumber"))
+    )
+    return frame.collect()
 
 
 def _latest(records: pl.DataFrame) -> pl.DataFrame:
@@ -318,7 +345,11 @@ def evaluate(
     committed: dict[tuple[str, str, bool], Any] = {}
 
     def load_committed(name: str) -> Any:
-        return engine.from_polars(plan.customers) if name == "customer_landing" else load(name)
+        if name == "customer_landing":
+            return engine.from_polars(plan.customers)
+        if name in DERIVED:
+            return derived_input(name, load_committed, plan.key, engine)
+        return load(name)
 
     def rows_of(part: str, name: str, windowed: bool = False) -> nw.LazyFrame:
         """The part's people's committed rows of ``name``, read once. ``windowed``: of a table of
@@ -326,7 +357,7 @@ def evaluate(
         or pair with those): the files and row groups of other times are skipped by their statistics.
         Otherwise all their readings, left lazy: a customer-level job that cannot ``fold`` new
         readings in reads them once, and few of their columns."""
-        taken_at = contract(name).taken_at
+        taken_at = None if name in DERIVED else contract(name).taken_at
         windowed = windowed and taken_at is not None and plan.window is not None
         if (part, name, windowed) not in committed:
             people = changed if part == "C" else readers
@@ -395,7 +426,7 @@ def evaluate(
         result = nw.concat([nw.from_native(p) for p in parts]) if len(parts) > 1 else nw.from_native(parts[0])
         kept = nw.from_native(after(job, engine.materialize(result), remove))
         owner = job.contract.owner
-        of_changed = nw.col(owner).is_in(changed.values(owner))
+        of_changed = nw.col(owner).is_in(changed.values(job.contract.owner_kind))
         if changed:
             added[("C", job.output)] = kept.filter(of_changed).to_native()
         if recompute_readers:

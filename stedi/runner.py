@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from stedi import incremental
+    from stedi.keys import Keys
 
 PSEUDONYMS = "customer_pseudonyms"
 
@@ -152,38 +153,72 @@ def evaluate(
     params: Mapping[str, str] = DEFAULT_PARAMS,
     after: Callable[[Job, Any], Any] | None = None,
     dropped: dict[str, dict[str, int]] | None = None,
+    set_aside: list[pl.DataFrame] | None = None,
 ) -> dict[str, Any]:
     """Run ``jobs`` in order on ``engine``; return each output as a native lazy frame, by table name.
 
     ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
     a job skipped this time). ``params`` are the run settings a transform may ask for by keyword.
     Rows a job marks as not to be kept (a ``privacy.MARKERS`` column false: outside the consent
-    scope, of a device shared by several customers) are dropped and counted into ``dropped``. ``after(job, frame)`` may check or filter each output before
-    downstream jobs see it. The pseudonym map is built from ``customer_landing`` when a job asks.
+    scope, of a device shared by several customers, of a customer whose consent is uncertain) are
+    dropped and counted into ``dropped`` (and those to quarantine added to ``set_aside``).
+    ``after(job, frame)`` may check or filter each output before downstream jobs see it. The derived
+    inputs (:data:`DERIVED`) are built when a job asks.
     """
     frames: dict[str, Any] = {}
 
     def get(name: str) -> Any:
         if name not in frames:
-            if name == PSEUDONYMS:
-                emails = nw.from_native(get("customer_landing")).select(privacy.normalise_email("email")).unique()
-                frames[name] = engine.from_polars(privacy.pseudonyms(engine.to_polars(emails.to_native())["email"], key))
-            else:
-                frames[name] = load(name)
+            frames[name] = derived_input(name, get, key, engine) if name in DERIVED else load(name)
         return frames[name]
 
     for job in jobs:
         result = job.transform(
             *(nw.from_native(get(name)) for name in job.inputs), **{p: params[p] for p in job.parameters}
         )
-        native = drop_marked(job, result, engine, dropped)
+        native = drop_marked(job, result, engine, dropped, set_aside)
         frames[job.output] = after(job, native) if after else native
     return {job.output: frames[job.output] for job in jobs}
 
 
-def drop_marked(job: Job, result: nw.LazyFrame, engine: Engine, dropped: dict[str, dict[str, int]] | None) -> Any:
+#: Inputs a job may ask for that are no table: derived by the runner from the table named.
+DERIVED = {PSEUDONYMS: "customer_landing", privacy.SET_ASIDE: "quarantine"}
+
+
+def derived_input(name: str, get: Callable[[str], Any], key: bytes, engine: Engine) -> Any:
+    """A derived input, from ``get(table)``: the pseudonym map (email -> customer_key, subject_key;
+    in memory, never written), or the customer records set aside at ingest (owner, record_time)."""
+    if name == PSEUDONYMS:
+        landing = privacy.normalise(nw.from_native(get("customer_landing")).select("email"), "email")
+        emails = landing.unique().to_native()
+        return engine.from_polars(privacy.pseudonyms(engine.to_polars(emails)["email"], key))
+    records = nw.from_native(get("quarantine")).filter(nw.col("target_table") == "customer_landing")
+    known = records.filter(~nw.col("owner").is_null()).select("owner", "record_time")
+    # a record whose owner cannot be read for sure is each mentioned customer's (few: read in Python)
+    unknown = engine.to_polars(records.filter(nw.col("owner").is_null()).select("raw", "record_time").to_native())
+    if not unknown.height:
+        return known.to_native()
+    import polars as pl
+
+    mentioned = pl.DataFrame(
+        [(email, at) for raw, at in unknown.iter_rows() for email in sorted(privacy.identifiers_in(raw, ("email",)))],
+        schema={"owner": pl.String, "record_time": pl.Int64},
+        orient="row",
+    )
+    return nw.concat([known, nw.from_native(engine.from_polars(mentioned))]).to_native()
+
+
+def drop_marked(
+    job: Job,
+    result: nw.LazyFrame,
+    engine: Engine,
+    dropped: dict[str, dict[str, int]] | None,
+    set_aside: list[pl.DataFrame] | None = None,
+) -> Any:
     """Compute a job's output; drop the rows it marks as not to keep (``privacy.MARKERS``) and the
-    marker columns, adding the counts to ``dropped[job.output]``. Returns a native lazy frame."""
+    marker columns, adding the counts to ``dropped[job.output]``, and the rows of a marker that
+    quarantines (``privacy.QUARANTINED_MARKERS``) to ``set_aside`` (reason, raw, target_table).
+    Returns a native lazy frame."""
     native = engine.materialize(result)
     markers = [m for m in privacy.MARKERS if m in result.collect_schema()]
     if not markers:
@@ -195,6 +230,18 @@ def drop_marked(job: Job, result: nw.LazyFrame, engine: Engine, dropped: dict[st
         totals = dropped.setdefault(job.output, {})
         for m, n in counts.items():
             totals[m] = totals.get(m, 0) + n
+    for m in markers:
+        if counts[m] and m in privacy.QUARANTINED_MARKERS and set_aside is not None:
+            import polars as pl
+
+            rows = engine.to_polars(frame.filter(~nw.col(m)).drop(*markers).to_native())
+            set_aside.append(
+                rows.select(
+                    reason=pl.lit(privacy.QUARANTINED_MARKERS[m]),
+                    raw=pl.struct(rows.columns).struct.json_encode(),
+                    target_table=pl.lit(job.output),
+                )
+            )
     # nothing to drop (the usual case): dropping the columns is free, filtering copies every row
     keep = nw.all_horizontal(*(nw.col(m) for m in markers), ignore_nulls=False)
     kept = (frame.filter(keep) if any(counts.values()) else frame).drop(*markers)
@@ -234,6 +281,7 @@ class JobResult:
     rows_unattributable: int = 0
     rules: dict = field(default_factory=dict)  # rule name -> {"action", "passed", "failed"}
     rows_removed: int = 0  # an incremental run's rows deleted to be recomputed
+    rows_uncertain: int = 0  # customers kept out: their latest record cannot be read with certainty
 
 
 @dataclass
@@ -257,15 +305,22 @@ class RunSummary:
         return sum(r.rows_unattributable for r in self.results)
 
     @property
+    def uncertain(self) -> int:
+        """Customers kept out because their latest record cannot be read with certainty."""
+        return sum(r.rows_uncertain for r in self.results)
+
+    @property
     def changed(self) -> bool:
         return any(r.status == "updated" for r in self.results)
 
 
-def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes, params: Mapping[str, str]) -> dict[str, str]:
+def _fingerprints(jobs: list[Job], wh: Warehouse, keys: Keys, params: Mapping[str, str]) -> dict[str, str]:
     """A fingerprint per table: for inputs, their current snapshot; for outputs, a digest of the job's
     code, contract and settings and of its inputs' fingerprints (so a change upstream reaches
-    downstream)."""
-    prints: dict[str, str] = {PSEUDONYMS: privacy.key_fingerprint(key)}
+    downstream). The pseudonym map is the key's (random) id; the records set aside, the last
+    snapshot of the quarantine that an ingest or a forget wrote (a run's own rows there are not
+    customer records)."""
+    prints: dict[str, str] = {PSEUDONYMS: f"key {keys.key_id}", privacy.SET_ASIDE: f"quarantine@{wh.last_snapshot_not_by_a_run('quarantine')}"}
     for job in jobs:
         parts = [job.code_hash, *(f"{p}={params[p]}" for p in job.parameters)]
         for name in job.inputs:
@@ -278,7 +333,7 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, key: bytes, params: Mapping[st
 
 def run(
     wh: Warehouse,
-    key: bytes,
+    key: bytes | Keys | None = None,
     *,
     engine: Engine | None = None,
     progress: Callable[[str, str], None] | None = None,
@@ -294,7 +349,8 @@ def run(
     with wh.lock("stedi-etl run"):
         started_at = datetime.now(UTC)
         try:
-            summary = _run(wh, key, engine, progress, full_refresh, consent_scope, audit)
+            keys = wh.keys(key, create=True)
+            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit)
         except StediError as err:
             _log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
             raise
@@ -327,7 +383,7 @@ def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
     jobs = {job.output: job for job in load_jobs()}
     rows = []
     for r in summary.results:
-        inputs = {n: wh.info(n).snapshot_id for n in jobs[r.output].inputs if n != PSEUDONYMS}
+        inputs = {n: wh.info(n).snapshot_id for n in jobs[r.output].inputs if n not in DERIVED}
         rows.append(
             {
                 "run_id": summary.run_id,
@@ -343,6 +399,7 @@ def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
                 "rows_quarantined": r.rows_quarantined,
                 "rows_out_of_scope": r.rows_out_of_scope,
                 "rows_unattributable": r.rows_unattributable,
+                "rows_uncertain": r.rows_uncertain,
                 "rule_results": json.dumps(r.rules, sort_keys=True) if r.status == "updated" else None,
                 "input_snapshots": json.dumps(inputs, sort_keys=True),
                 "output_snapshot_id": wh.info(r.output).snapshot_id,
@@ -371,7 +428,7 @@ def _log_failed(wh: Warehouse, started_at: datetime, scope: str, err: StediError
 
 def _run(
     wh: Warehouse,
-    key: bytes,
+    keys: Keys,
     engine: Engine | None,
     progress: Callable[[str, str], None] | None,
     full_refresh: bool,
@@ -384,7 +441,7 @@ def _run(
     scope = consent_scope or wh.settings.consent_scope
     params = {**DEFAULT_PARAMS, "consent_scope": scope}
     summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", consent_scope=scope)
-    prints = _fingerprints(jobs, wh, key, params)
+    prints = _fingerprints(jobs, wh, keys, params)
     stale = [j for j in jobs if full_refresh or wh.snapshot_property(j.output, "stedi.fingerprint") != prints[j.output]]
     notify = progress or (lambda job, state: None)
     engine = engine or PolarsEngine()
@@ -395,14 +452,14 @@ def _run(
     if stale and not full_refresh and isinstance(engine, PolarsEngine):
         from stedi import incremental
 
-        plan = incremental.plan(wh, jobs, key, params)
+        plan = incremental.plan(wh, jobs, keys, params)
     if plan is not None:
         summary.mode = "incremental"
         summary.changed_customers, summary.reading_customers = len(plan.changed.emails), len(plan.readers.emails)
     if not stale:
         results = {}
     else:
-        step = _Stale(wh, stale, key, engine, prints, params, summary.run_id, notify, audit)
+        step = _Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit)
         # the Spark engine's executors write the files themselves
         results = _run_stale_spark(step) if getattr(engine, "writes_tables", False) else _run_stale(step, plan)
     for job in jobs:
@@ -410,7 +467,10 @@ def _run(
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
             outside = int(wh.snapshot_property(job.output, "stedi.out-of-scope") or 0)
             shared = int(wh.snapshot_property(job.output, "stedi.unattributable") or 0)
-            results[job.output] = JobResult(job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside, shared)
+            uncertain = int(wh.snapshot_property(job.output, "stedi.uncertain") or 0)
+            results[job.output] = JobResult(
+                job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside, shared, rows_uncertain=uncertain
+            )
             notify(job.name, "unchanged")
         summary.results.append(results[job.output])
     if audit:
@@ -418,9 +478,9 @@ def _run(
 
         if stale:  # audited before its commit, in _run_stale
             with contextlib.suppress(OSError):  # without the marker, the next run audits everything: still right
-                remember_passed(wh, key)
+                remember_passed(wh, keys)
         else:
-            found = audit_unless_unchanged(wh, key)
+            found = audit_unless_unchanged(wh, keys)
             if found:
                 raise AuditError(f"the audit found {len(found)} privacy violation(s); the run changed no table", found)
     summary.seconds = time.perf_counter() - started - loading
@@ -433,7 +493,7 @@ class _Stale:
 
     wh: Warehouse
     jobs: list[Job]  # the stale ones, in dependency order
-    key: bytes
+    keys: Keys
     engine: Any
     prints: Mapping[str, str]  # fingerprints, stamped on each output
     params: Mapping[str, str]
@@ -442,7 +502,7 @@ class _Stale:
     audit: bool
 
     def unpack(self) -> tuple:
-        return self.wh, self.jobs, self.key, self.engine, self.prints, self.params, self.run_id, self.notify, self.audit
+        return self.wh, self.jobs, self.keys, self.engine, self.prints, self.params, self.run_id, self.notify, self.audit
 
 
 def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, JobResult]:
@@ -454,10 +514,10 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
     from stedi import incremental
     from stedi.quality import apply_rules
 
-    wh, stale, key, engine, prints, params, run_id, notify, audit = step.unpack()
+    wh, stale, keys, engine, prints, params, run_id, notify, audit = step.unpack()
 
     results: dict[str, JobResult] = {}
-    quarantined: list[pl.DataFrame] = []
+    quarantined: list[pl.DataFrame] = []  # reason, raw, target_table
     rows: dict[str, int] = {}
     clock = [time.perf_counter()]
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
@@ -468,7 +528,7 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
     if audit and plan is not None:
         from stedi.audit import outputs_passed
 
-        passed_before = outputs_passed(wh, key)
+        passed_before = outputs_passed(wh, keys)
     else:
         passed_before = False
 
@@ -479,7 +539,7 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
         if bad.height:
             quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
         rule_results = {r.rule: r.as_dict() for r in rules}
-        props = _props(job, run_id, prints, params, key, reads, dropped, rule_results)
+        props = _props(job, run_id, prints, params, keys, reads, dropped, rule_results)
         removed = 0
         if remove is None:
             change = Change(job.output, good, "overwrite", props)
@@ -517,7 +577,9 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
         with writer:
             try:
                 if plan is None:
-                    evaluate(stale, wh.scan, key, engine, params=params, after=check, dropped=dropped)
+                    evaluate(
+                        stale, wh.scan, keys.pseudonym, engine, params=params, after=check, dropped=dropped, set_aside=quarantined
+                    )
                 else:
                     views = incremental.evaluate(
                         stale,
@@ -525,22 +587,23 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
                         wh.scan,
                         engine,
                         params=params,
-                        finish=lambda job, result: drop_marked(job, result, engine, dropped),
+                        finish=lambda job, result: drop_marked(job, result, engine, dropped, quarantined),
                         after=check,
                     )
             except StediError:
                 raise
             except Exception as err:  # a transform failed: nothing was committed
                 raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
-            if quarantined:
-                staged.append(writer.submit(wh.stage, _quarantine(pl.concat(quarantined), run_id)))
+            change = _quarantine(wh, pl.concat(quarantined, how="diagonal"), run_id) if quarantined else None
+            if change is not None:
+                staged.append(writer.submit(wh.stage, change))
             if audit:
                 from stedi.audit import audit as audit_tables
 
                 # After an audit that passed, an incremental run only needs the people it touched checked.
                 focus = (plan.changed | plan.readers) if passed_before else None
                 pending = views if focus is not None else outputs
-                found = audit_tables(wh, key, pending=pending, consent_scope=params["consent_scope"], focus=focus)
+                found = audit_tables(wh, keys, pending=pending, consent_scope=params["consent_scope"], focus=focus)
                 if found:
                     raise AuditError(
                         f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found
@@ -563,10 +626,11 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
 
     from stedi import incremental
 
-    wh, stale, key, engine, prints, params, run_id, notify, audit = step.unpack()
+    wh, stale, keys, engine, prints, params, run_id, notify, audit = step.unpack()
 
     results: dict[str, JobResult] = {}
     quarantined: list[dict] = []
+    set_aside: list[pl.DataFrame] = []
     dropped: dict[str, dict[str, int]] = {}
     staged: list[Staged] = []
     pending: dict[str, pl.LazyFrame] = {}
@@ -577,7 +641,7 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
         good, bad_rows, rules = engine.check(frame, job.contract)
         quarantined.extend(r | {"target_table": job.output} for r in bad_rows)
         files = engine.write(good, job.contract, run_id)
-        props = _props(job, run_id, prints, params, key, reads, dropped, rules) | {"stedi.engine": "spark"}
+        props = _props(job, run_id, prints, params, keys, reads, dropped, rules) | {"stedi.engine": "spark"}
 
         def replace(name: str = job.output, files: list[str] = files, props: dict = props) -> Any:
             tx = wh.table(name).transaction()
@@ -603,18 +667,21 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
         notify(job.name, "queued")
     try:
         try:
-            evaluate(stale, engine.load, key, engine, params=params, after=check, dropped=dropped)
+            evaluate(stale, engine.load, keys.pseudonym, engine, params=params, after=check, dropped=dropped, set_aside=set_aside)
         except StediError:
             raise
         except Exception as err:
             raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
-        if quarantined:
+        if quarantined or set_aside:
             schema = {"reason": pl.String, "raw": pl.String, "target_table": pl.String}
-            staged.append(wh.stage(_quarantine(pl.DataFrame(quarantined, schema=schema), run_id)))
+            bad = pl.concat([pl.DataFrame(quarantined, schema=schema), *set_aside], how="diagonal")
+            change = _quarantine(wh, bad, run_id)
+            if change is not None:
+                staged.append(wh.stage(change))
         if audit:
             from stedi.audit import audit as audit_tables
 
-            found = audit_tables(wh, key, pending=pending, consent_scope=params["consent_scope"])
+            found = audit_tables(wh, keys, pending=pending, consent_scope=params["consent_scope"])
             if found:
                 raise AuditError(f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found)
         wh.commit_staged(staged)
@@ -632,7 +699,7 @@ def _props(
     run_id: str,
     prints: Mapping[str, str],
     params: Mapping[str, str],
-    key: bytes,
+    keys: Keys,
     reads: Mapping[str, str],
     dropped: Mapping[str, Mapping[str, int]],
     rules: Mapping[str, dict],
@@ -650,9 +717,10 @@ def _props(
         "stedi.consent-scope": params["consent_scope"],
         "stedi.out-of-scope": str(kept_out.get(privacy.IN_SCOPE, 0)),
         "stedi.unattributable": str(kept_out.get(privacy.ATTRIBUTABLE, 0)),
+        "stedi.uncertain": str(kept_out.get(privacy.CERTAIN, 0)),
         "stedi.rules": json.dumps(rules, sort_keys=True),
         incremental.READ: reads[job.output],
-        incremental.CODE: incremental.code_print(job, params, key),
+        incremental.CODE: incremental.code_print(job, params, keys),
     }
 
 
@@ -679,6 +747,7 @@ def _updated(
         kept_out.get(privacy.ATTRIBUTABLE, 0),
         rules,
         removed,
+        kept_out.get(privacy.CERTAIN, 0),
     )
 
 
@@ -686,16 +755,25 @@ def _arrow(data: pl.DataFrame | pl.LazyFrame) -> Any:
     return (data.collect() if hasattr(data, "collect") else data).to_arrow()
 
 
-def _quarantine(bad: pl.DataFrame, run_id: str) -> Change:
-    """Rows a run set aside (``target_table``, ``reason``, ``raw``) as an append to ``quarantine``."""
+def _quarantine(wh: Warehouse, bad: pl.DataFrame, run_id: str) -> Change | None:
+    """Rows a run set aside (``target_table``, ``reason``, ``raw``) as an append to ``quarantine``,
+    each kept once: a row the quarantine already holds (an earlier run that computed the same
+    table set it aside) is not added again."""
     import polars as pl
 
+    key = ["target_table", "reason", "raw"]
+    held = wh.scan("quarantine").filter(pl.col("target_table").is_in(bad["target_table"].unique().to_list())).select(key)
+    bad = bad.unique(subset=key, keep="first", maintain_order=True).join(held.collect(), on=key, how="anti", nulls_equal=True)
+    if bad.height == 0:
+        return None
     rows = bad.select(
         "target_table",
         "reason",
         "raw",
         source_file=pl.lit(None, pl.String),
         line_number=pl.lit(None, pl.Int64),
+        owner=pl.lit(None, pl.String),
+        record_time=pl.lit(None, pl.Int64),
         batch_id=pl.lit(run_id),
         quarantined_at=pl.lit(datetime.now(UTC)),
     )

@@ -14,7 +14,9 @@ with Polars. The files of a run that fails before its commit are deleted.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,9 @@ def session(master: str = DEFAULT_MASTER, app: str = "stedi") -> SparkSession:
     from pyspark.sql import SparkSession
 
     reachable(master)
+    # Python UDFs (the identifiers' normal form) run stedi's own code: by default in this Python,
+    # which has stedi installed (PySpark reads the variable when the session starts)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     spark = (
         SparkSession.builder.master(master)

@@ -176,6 +176,25 @@ class Storage:
         with os.fdopen(fd, "wb") as fh:
             fh.write(content)
 
+    def write_private(self, rel: str, content: bytes) -> None:
+        """Replace ``rel`` (a secret, or state about one) atomically, readable by its owner only
+        locally; in S3 the bucket's policy decides who reads it."""
+        if self.remote:
+            self.fs.pipe_file(self.path(rel), content)
+            return
+        path = Path(self.path(rel))
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(content)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     def exists(self, rel: str) -> bool:
         return self.fs.exists(self.path(rel))
 

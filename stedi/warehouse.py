@@ -23,9 +23,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import hmac
 import json
 import os
 import random
+import secrets
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
     from pyiceberg.expressions import BooleanExpression
+
+    from stedi.keys import Keys
 
 NAMESPACE = "stedi"
 
@@ -213,6 +217,35 @@ class Warehouse:
             self._tables[name] = _up_to_contract(table, c)
         return self._tables[name]
 
+    # -- keys --------------------------------------------------------------------------------------
+    def keys(self, given: bytes | Keys | None = None, *, create: bool = False) -> Keys:
+        """The warehouse's keys, checked (:mod:`stedi.keys`). ``given``: a caller's own key (bytes),
+        which must be the warehouse's (a warehouse without a key check adopts it when ``create``);
+        ``None``: the configured key. ``create``: a writer may make the key of a new warehouse."""
+        from stedi import keys
+
+        if isinstance(given, keys.Keys):
+            return given
+        if given is None:
+            return keys.load(self.settings, self.files, create=create, holds_data=self.holds_data())
+        check = keys._read_json(self.files, keys.CHECK_FILE)
+        if check is not None and not hmac.compare_digest(keys.verifier(given), check["verifier"]):
+            raise ConfigError(f"the key given is not the pseudonym key of {self.location} (key {check['key_id']})")
+        if check is None:
+            if not create:
+                return keys.Keys(given, "unchecked", given)
+            record = {"key_id": secrets.token_hex(8), "verifier": keys.verifier(given), "created_at": keys._now()}
+            with contextlib.suppress(FileExistsError):
+                self.files.create_private(keys.CHECK_FILE, json.dumps(record).encode())
+            return self.keys(given, create=False)
+        return keys._keys(self.settings, self.files, given, check["key_id"], False)
+
+    def holds_data(self) -> bool:
+        """Whether anything was ever stored here: a landing copy, or a table with a snapshot."""
+        if self.files.sizes("landing"):
+            return True
+        return any(self.table(name).current_snapshot() is not None for name in ("ingest_manifest", "customer_landing"))
+
     # -- the writers' lock -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, what: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
@@ -360,6 +393,15 @@ class Warehouse:
         snap = self.table(name).current_snapshot()
         return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
 
+    def last_snapshot_not_by_a_run(self, name: str) -> int | None:
+        """The latest snapshot of table ``name``, in its current history, that no run wrote (an
+        ingest, a forget): a run's own appends (the quarantine's rule rows) are passed over."""
+        table = self.table(name)
+        snap = table.current_snapshot()
+        while snap is not None and snap.summary is not None and "stedi.run-id" in snap.summary.additional_properties:
+            snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+        return snap.snapshot_id if snap else None
+
     def suppressed(self) -> dict[str, frozenset[str]]:
         """The keyed hashes on the suppression list (people erased by forget), by kind:
         ``email`` and ``serialNumber``."""
@@ -488,11 +530,19 @@ class Warehouse:
 
 def _up_to_contract(table: Table, c: Contract) -> Table:
     """Bring a table made by an earlier version up to its contract: add the columns the contract
-    gained (nullable, so existing rows read as NULL) and the properties it lacks."""
-    missing = [n for n in c.column_names if n not in {f.name for f in table.schema().fields}]
-    if missing:
-        with table.update_schema() as update:
-            update.union_by_name(c.iceberg_schema())
+    gained (nullable, so existing rows read as NULL), drop from a trusted or curated table those it
+    no longer has (such a table keeps no column its contract does not declare, and is rebuilt from
+    its inputs anyway; landing and system tables keep what they hold), and set the properties it lacks."""
+    present = {f.name for f in table.schema().fields}
+    missing = [n for n in c.column_names if n not in present]
+    gone = [n for n in present if n not in c.column_names] if c.zone in ("trusted", "curated") else []
+    if missing or gone:
+        with table.update_schema(allow_incompatible_changes=True) as update:
+            for name in gone:
+                update.delete_column(name)
+            for col in c.columns:
+                if col.name in missing:
+                    update.add_column(col.name, col.iceberg_type, doc=col.comment or None)
     wanted = {k: v for k, v in table_properties(c).items() if table.properties.get(k) != v}
     if wanted:
         with table.transaction() as tx:

@@ -16,7 +16,8 @@ import pyarrow as pa
 from stedi.contracts import contract
 from stedi.runner import DEFAULT_PARAMS, PolarsEngine, evaluate, load_jobs
 
-KEY = b"k" * 32
+#: A pseudonym key as strong as a generated one (tests pass it where a user's comes from the environment).
+KEY = b"07bf21686b500dfd11d93bc28e4af83ef92fd23cbc70c648141084c279de24e5"
 T0 = 1_655_564_000_000
 _serials = (str(uuid.UUID(int=i)) for i in itertools.count(1))
 
@@ -68,12 +69,14 @@ def write_landing(
 
 
 def landing_frame(table: str, rows: Iterable[Mapping]) -> pl.LazyFrame:
-    """Rows as they would sit in a landing table, lineage included."""
-    rows = [
-        dict(r) | {"_source_file": f"landing/{table}.json", "_line_number": i, "_ingested_at": datetime(2024, 1, 1, tzinfo=UTC)}
-        for i, r in enumerate(rows, start=1)
-    ]
+    """Rows as they would sit in a landing table, lineage included (or in the quarantine: customer
+    records set aside at ingest, each given its ``owner`` and ``record_time``)."""
     c = contract(table)
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    if c.zone == "system":
+        rows = [{"target_table": "customer_landing", "reason": "set aside", "batch_id": "b", "quarantined_at": at} | dict(r) for r in rows]
+    else:
+        rows = [dict(r) | {"_source_file": f"landing/{table}.json", "_line_number": i, "_ingested_at": at} for i, r in enumerate(rows, start=1)]
     if "birthDay" in c.column_names:
         rows = [r | {"birthDay": datetime.fromisoformat(r["birthDay"]).date() if r.get("birthDay") else None} for r in rows]
     schema = pa.schema([f.with_nullable(True) for f in c.arrow_schema()])
@@ -86,12 +89,15 @@ def run_jobs(
     steps: Iterable[Mapping] = (),
     key: bytes = KEY,
     params: Mapping[str, str] = DEFAULT_PARAMS,
+    set_aside: Iterable[Mapping] = (),
 ) -> dict[str, pl.DataFrame]:
-    """Every job of pipelines/ on Polars over in-memory landing rows; each output table, collected."""
+    """Every job of pipelines/ on Polars over in-memory landing rows (and quarantine rows
+    ``set_aside``); each output table, collected."""
     landing = {
         "customer_landing": landing_frame("customer_landing", customers),
         "accelerometer_landing": landing_frame("accelerometer_landing", readings),
         "step_trainer_landing": landing_frame("step_trainer_landing", steps),
+        "quarantine": landing_frame("quarantine", set_aside),
     }
     outputs = evaluate(load_jobs(), landing.__getitem__, key, PolarsEngine(), params=params)
     return {name: frame.collect() for name, frame in outputs.items()}

@@ -128,7 +128,7 @@ def test_the_pseudonym_key_is_private_and_never_shown(loaded, tmp_path):
 
 
 def test_the_key_from_the_environment_is_used_and_no_file_is_written(etl, tmp_path):
-    env = {"STEDI_PSEUDONYM_KEY": "an environment key of 32 bytes or more"}
+    env = {"STEDI_PSEUDONYM_KEY": "9d1e5c0b7a2f4e8c6b3a1d0f9e8c7b6a5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a"}
     assert etl("ingest", str(SAMPLE), env=env).exit_code == 0
     assert etl("run", env=env).exit_code == 0
     assert not (tmp_path / "wh" / ".stedi" / "pseudonym.key").exists()

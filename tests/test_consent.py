@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 from click.testing import CliRunner
 
@@ -9,7 +11,7 @@ from stedi.cli import cli
 from stedi.config import Settings, resolve
 from stedi.errors import ConfigError
 from stedi.ingest import ingest
-from stedi.privacy import customer_key
+from stedi.privacy import customer_key, subject_key
 from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, T0, customer, reading, run_jobs, step, write_landing
@@ -45,7 +47,7 @@ def test_consent_scope_decides_which_readings_are_kept(scope, kept):
     assert sorted(out["step_trainer_trusted"]["sensorReadingTime"]) == kept
     assert sorted(out["machine_learning_curated"]["timestamp"]) == kept
     (row,) = out["customers_curated"].iter_rows(named=True)
-    assert (row["accelerometer_readings"], row["first_reading_at"]) == (len(kept), kept[0])
+    assert (row["accelerometer_readings"], row["first_reading_day"]) == (len(kept), datetime.fromtimestamp(kept[0] / 1000, UTC).date())
 
 
 def test_the_run_summary_counts_what_the_scope_kept_out(tmp_path):
@@ -113,7 +115,7 @@ def _history(records):
     out = run_jobs(customers=records)["customer_consent_history"]
     return [
         (r["version"], r["change"], r["shareWithResearchAsOfDate"], r["valid_from"], r["valid_to"], r["is_current"])
-        for r in out.sort("customer_key", "version").iter_rows(named=True)
+        for r in out.sort("subject_key", "version").iter_rows(named=True)
     ]
 
 
@@ -148,8 +150,10 @@ def test_consent_history_has_one_version_per_change(consents, expected):
 def test_consent_history_is_pseudonymous_and_covers_every_customer():
     ann, bob = customer("Ann A"), customer("Bob B", shareWithResearchAsOfDate=None)
     out = run_jobs(customers=[ann, bob])["customer_consent_history"]
-    assert sorted(out["customer_key"]) == sorted(customer_key(c["email"], KEY) for c in (ann, bob))
-    assert not {"email", "customerName", "phone", "birthDay", "serialNumber"} & set(out.columns)
+    assert sorted(out["subject_key"]) == sorted(subject_key(c["email"], KEY) for c in (ann, bob))
+    # keyed apart from the curated pseudonym: no curated row joins to a row of the history
+    assert not set(out["subject_key"]) & {customer_key(c["email"], KEY) for c in (ann, bob)}
+    assert not {"email", "customerName", "phone", "birthDay", "serialNumber", "customer_key"} & set(out.columns)
 
 
 # -- consent changes reach every table on the next run -------------------------------------------
@@ -196,7 +200,7 @@ def test_withdrawing_then_giving_consent_again_reaches_every_table(tmp_path, sco
     assert ann["serialNumber"] not in tables["step_trainer_trusted"]["serialNumber"].to_list()
     for name in ("customers_curated", "machine_learning_curated"):
         assert ann_key not in tables[name]["customer_key"].to_list(), name
-    history = tables["customer_consent_history"].filter(customer_key=ann_key).sort("version")
+    history = tables["customer_consent_history"].filter(subject_key=subject_key(ann["email"], KEY)).sort("version")
     assert history["change"].to_list() == ["given", "withdrawn"]
     _assert_same_tables(tables, _rebuilt(tmp_path, first, withdraw, scope=scope))
 

@@ -59,8 +59,8 @@ main()
 
 POINTS = [
     # (module, function, before/after, n): where the n-th call kills the process
-    ("shutil", "copyfile", "before", 1),
-    ("shutil", "copyfile", "before", 3),
+    ("stedi.storage", "Storage.write", "before", 1),  # the first raw copy interrupted
+    ("stedi.storage", "Storage.write", "before", 3),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 1),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 2),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 3),  # landing committed, manifest not

@@ -16,7 +16,7 @@ from stedi.contracts import contract
 from stedi.erasure import ErasureError, forget
 from stedi.generate import generate
 from stedi.ingest import ingest
-from stedi.privacy import customer_key, keyed_hash
+from stedi.privacy import customer_key, keyed_hash, subject_key
 from stedi.runner import load_jobs, run
 from stedi.warehouse import Change, Warehouse
 from tests.factories import KEY, contract_names, customer, reading, step, warehouse_mentions, write_landing
@@ -165,7 +165,7 @@ def test_an_old_copy_of_the_files_does_not_bring_the_person_back(world, tmp_path
     assert by_source["customer"] >= 1 and by_source["accelerometer"] > 0 and by_source["step_trainer"] > 0
     run(wh, KEY)
     assert warehouse_mentions(wh, [email, serial]) == []
-    assert customer_key(email, KEY) not in wh.scan("customer_consent_history").collect()["customer_key"].to_list()
+    assert subject_key(email, KEY) not in wh.scan("customer_consent_history").collect()["subject_key"].to_list()
 
 
 def test_a_serial_number_shared_with_another_customer_is_kept_and_reported(tmp_path):

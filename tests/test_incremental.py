@@ -11,6 +11,8 @@ must change nothing.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import itertools
 import tempfile
 from pathlib import Path
@@ -127,23 +129,25 @@ def test_new_readings_of_a_curated_customer_fold_into_their_row(tmp_path, always
     only in the new readings' time span -- which must hold every reading a new one repeats or pairs with."""
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
     ann, bob = customer("Ann A"), customer("Bob B")
-    phone = [reading(ann["email"], T0 + 1000), reading(ann["email"], T0 + 2000), reading(bob["email"], T0 + 9000)]
-    # her device's readings at 500, 5000 and 8000 have no reading of hers to pair with yet
-    device = [step(ann["serialNumber"], T0 + t) for t in (500, 2000, 5000, 8000)]
+    day = 86_400_000  # customers_curated keeps days: readings a day or more apart tell first and last apart
+    phone = [reading(ann["email"], T0 + 2 * day), reading(ann["email"], T0 + 3 * day), reading(bob["email"], T0 + 9 * day)]
+    # her device's readings of days 1, 5 and 8 have no reading of hers to pair with yet
+    device = [step(ann["serialNumber"], T0 + t * day) for t in (1, 3, 5, 8)]
     ingest(wh, write_landing(tmp_path / "a", [ann, bob], phone, device, name="a"), KEY)
     assert run(wh, KEY).mode == "full"
     # earlier and later than all of hers, each pairing with her device's, and one she had already
-    later = [reading(ann["email"], T0 + t) for t in (500, 5000, 1000, 8000)]
+    later = [reading(ann["email"], T0 + t * day) for t in (1, 5, 2, 8)]
     ingest(wh, write_landing(tmp_path / "b", readings=later, name="b"), KEY)
     second = run(wh, KEY)
     assert (second.mode, second.changed_customers, second.reading_customers) == ("incremental", 0, 1)
     assert_equal_to_scratch(wh, "all-history")
-    rows = wh.scan("customers_curated").sort("first_reading_at").collect()
-    assert rows.select("accelerometer_readings", "first_reading_at", "last_reading_at").rows() == [
-        (5, T0 + 500, T0 + 8000),
-        (1, T0 + 9000, T0 + 9000),
+    rows = wh.scan("customers_curated").sort("first_reading_day").collect()
+    first = datetime.fromtimestamp(T0 / 1000, UTC).date()
+    assert rows.select("accelerometer_readings", "first_reading_day", "last_reading_day").rows() == [
+        (5, first + timedelta(days=1), first + timedelta(days=8)),
+        (1, first + timedelta(days=9), first + timedelta(days=9)),
     ]
-    assert sorted(wh.scan("machine_learning_curated").collect()["timestamp"]) == [T0 + t for t in (500, 2000, 5000, 8000)]
+    assert sorted(wh.scan("machine_learning_curated").collect()["timestamp"]) == [T0 + t * day for t in (1, 3, 5, 8)]
 
 
 @pytest.mark.parametrize("how", ["full_refresh", "forget", "most customers touched"])

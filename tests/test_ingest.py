@@ -9,8 +9,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fsspec.implementations.local import LocalFileSystem
 
+import stedi.ingest
 from stedi.config import Settings
 from stedi.errors import SourceError
 from stedi.ingest import ingest
@@ -140,14 +140,14 @@ def test_unusable_sources_raise_a_clear_error(wh, tmp_path, setup, message):
 def test_an_unreadable_file_raises_a_clear_error_and_stores_nothing(wh, tmp_path, monkeypatch):
     src = write_landing(tmp_path / "src", [customer("Ann A")], [reading("Ann.A@test.com")])
     locked = next((src / "accelerometer" / "landing").iterdir())
-    real_read = LocalFileSystem.cat_file
+    real_open = open
 
-    def cat_file(self, path, *args, **kwargs):  # what chmod 000 does for a user who is not root (the tests may run as root)
+    def refusing(path, *args, **kwargs):  # what chmod 000 does for a user who is not root (the tests may run as root)
         if Path(path) == locked:
             raise PermissionError(13, "Permission denied", str(path))
-        return real_read(self, path, *args, **kwargs)
+        return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(LocalFileSystem, "cat_file", cat_file)
+    monkeypatch.setattr(stedi.ingest, "open", refusing, raising=False)
     with pytest.raises(SourceError, match=f"cannot read {locked}: Permission denied"):
         ingest(wh, src)
     assert wh.info("customer_landing").rows == 0

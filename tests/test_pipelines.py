@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from stedi.privacy import customer_key
@@ -75,14 +77,17 @@ def test_a_reading_landed_twice_is_kept_once_everywhere():
 
 def test_customers_curated_is_one_row_per_customer_without_identifiers():
     ann, bob = customer("Ann A"), customer("Bob B")
-    readings = [reading(ann["email"], T0 + i) for i in range(5)]  # Bob has no phone readings
+    day = 86_400_000
+    readings = [reading(ann["email"], T0 + i) for i in range(4)] + [reading(ann["email"], T0 + 3 * day)]  # Bob has no phone readings
     curated = run_jobs(customers=[ann, bob], readings=readings)["customers_curated"]
     assert curated.height == 1
     row = curated.row(0, named=True)
     assert row["customer_key"] == customer_key("ann.a@test.com", KEY)
     assert row["accelerometer_readings"] == 5
-    assert (row["first_reading_at"], row["last_reading_at"]) == (T0, T0 + 4)
-    assert not {"email", "customerName", "phone", "birthDay", "user"} & set(curated.columns)
+    first = datetime.fromtimestamp(T0 / 1000, UTC).date()
+    assert (row["first_reading_day"], row["last_reading_day"]) == (first, first + timedelta(days=3))  # days, no instant
+    # an allowlist: the pseudonym, a count and two days; no identifier, serial number or instant to the millisecond
+    assert curated.columns == ["customer_key", "accelerometer_readings", "first_reading_day", "last_reading_day"]
 
 
 def test_step_trainer_trusted_keeps_devices_of_curated_customers():

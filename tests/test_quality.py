@@ -84,7 +84,7 @@ def _world(tmp_path):
     bad_email = customer("Bob B", email="bob-at-test.com")
     bad_serial = customer("Cy C", serialNumber="not-a-uuid")
     future = customer("Di D", birthDay="2999-01-01")
-    seconds = customer("Ed E", shareWithResearchAsOfDate=SECONDS)  # a warn rule: kept, counted
+    seconds = customer("Ed E", shareWithResearchAsOfDate=SECONDS)  # consent in seconds: no date in the window, no consent
     people = [ann, bad_email, bad_serial, future, seconds]
     readings = [reading(ann["email"], T0), reading(ann["email"], SECONDS), reading(ann["email"], YEAR_3000)]
     readings += [reading(p["email"], T0) for p in people[1:]]
@@ -98,7 +98,7 @@ def test_rules_on_a_warehouse_run(tmp_path):
     wh, (ann, bob, cy, di, ed) = _world(tmp_path)
     summary = run(wh, KEY)
     trusted = wh.scan("customer_trusted").collect()
-    assert sorted(trusted["email"]) == sorted([ann["email"].lower(), ed["email"].lower()])
+    assert trusted["email"].to_list() == [ann["email"].lower()]  # Ed's consent is no date: kept out, and said why
     assert wh.scan("accelerometer_trusted").collect().filter(user=ann["email"].lower())["timestamp"].to_list() == [T0]
     assert wh.scan("step_trainer_trusted").collect()["sensorReadingTime"].to_list() == [T0]
     reasons = wh.scan("quarantine").collect().group_by("target_table", "reason").len().sort("reason")
@@ -107,13 +107,15 @@ def test_rules_on_a_warehouse_run(tmp_path):
         ("customer_trusted", "rule email_shaped failed"): 1,
         ("customer_trusted", "rule serial_is_uuid failed"): 1,
         ("customer_trusted", "rule birthday_not_in_future failed"): 1,
+        ("customer_trusted", "customer kept out"): 1,
         ("accelerometer_trusted", "rule timestamp_in_ms failed"): 2,
         ("step_trainer_trusted", "rule distance_not_negative failed"): 1,
         ("step_trainer_trusted", "rule time_in_ms failed"): 1,
     }
     by_job = {r.output: r for r in summary.results}
-    assert by_job["customer_trusted"].rules["consent_in_ms"] == {"action": "warn", "passed": 4, "failed": 1}
+    assert by_job["customer_trusted"].rules["consent_in_ms"] == {"action": "fail", "passed": 4, "failed": 0}  # never reached: not consent
     assert by_job["customer_trusted"].rows_quarantined == 3
+    assert by_job["customer_trusted"].rows_uncertain == 1
 
 
 def test_every_run_is_logged_job_by_job_with_its_snapshots(tmp_path):
@@ -127,7 +129,7 @@ def test_every_run_is_logged_job_by_job_with_its_snapshots(tmp_path):
         "accelerometer_landing": wh.info("accelerometer_landing").snapshot_id,
         "customer_trusted": wh.info("customer_trusted").snapshot_id,
     }
-    assert json.loads(row["rule_results"])["timestamp_in_ms"] == {"action": "drop", "passed": 2, "failed": 2}
+    assert json.loads(row["rule_results"])["timestamp_in_ms"] == {"action": "drop", "passed": 1, "failed": 2}
     snapshot = wh.table("accelerometer_trusted").current_snapshot().summary.additional_properties
     assert json.loads(snapshot["stedi.rules"]) == json.loads(row["rule_results"])
     run(wh, KEY)  # nothing new: nothing logged
@@ -158,7 +160,7 @@ def test_runs_and_quarantine_commands(tmp_path):
     assert summary.run_id in listed.output and "ok" in listed.output
     one = runner.invoke(cli, [*args, "runs", "--run", summary.run_id])
     assert one.exit_code == 0, one.output
-    assert "timestamp_in_ms 2/2 (drop)" in one.output
+    assert "timestamp_in_ms 1/2 (drop)" in one.output
     missing = runner.invoke(cli, [*args, "runs", "--run", "run-nope"])
     assert missing.exit_code == 1 and "no run 'run-nope'" in missing.output
     q = runner.invoke(cli, [*args, "quarantine", "--table", "step_trainer_trusted"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import secrets
+
 import pytest
 
 import pipelines.machine_learning_curated as ml_job
 from stedi.config import Settings
-from stedi.errors import JobError
+from stedi.errors import ConfigError, JobError
 from stedi.generate import generate
 from stedi.ingest import ingest
 from stedi.runner import load_jobs, run
@@ -67,12 +70,22 @@ def test_new_landing_data_reruns_what_depends_on_it(wh, tmp_path):
     assert wh.scan("customer_trusted").filter(email="ann.late@test.com").collect().height == 1
 
 
-def test_rerunning_never_appends_duplicates(wh):
+def test_rerunning_never_appends_duplicates(wh, monkeypatch):
     run(wh, KEY)
     counts = {t: wh.info(t).rows for t in TABLES}
-    # a changed key changes every pseudonym: the curated tables are rebuilt, not appended to
-    run(wh, b"another key of at least 32 bytes!!")
+    keys = {t: set(wh.scan(t).collect()["customer_key"]) for t in ("customers_curated", "machine_learning_curated")}
+    # another key is refused: the warehouse's pseudonyms are its key's
+    with pytest.raises(ConfigError, match="not the pseudonym key"):
+        run(wh, b"c0ffee" * 11)
     assert {t: wh.info(t).rows for t in TABLES} == counts
+    # a deliberate change of key changes every pseudonym: the curated tables are rebuilt, not appended to
+    from stedi.rotation import rotate_key
+
+    monkeypatch.setattr(wh, "settings", dataclasses.replace(wh.settings, pseudonym_key=KEY.decode(), new_pseudonym_key=secrets.token_hex(32)))
+    rotate_key(wh)
+    assert {t: wh.info(t).rows for t in TABLES} == counts
+    for table, before in keys.items():
+        assert not before & set(wh.scan(table).collect()["customer_key"]), table
 
 
 def test_a_failing_job_changes_no_table(wh, monkeypatch):
@@ -84,7 +97,7 @@ def test_a_failing_job_changes_no_table(wh, monkeypatch):
 
     monkeypatch.setattr(ml_job, "transform", broken)
     with pytest.raises(JobError, match="boom"):
-        run(wh, b"another key of at least 32 bytes!!")  # every job is stale
+        run(wh, KEY, full_refresh=True)  # every job is stale
     assert snapshots(wh) == before
 
 

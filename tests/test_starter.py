@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import stedi
+from stedi import privacy
 from tests.factories import loaded_warehouse
 
 pytestmark = pytest.mark.starter
@@ -75,10 +76,8 @@ def test_since_consent_keeps_readings_from_the_consent_date_on(tmp_path):
     assert by_table["accelerometer_trusted"].rows_out == 32_025
     assert by_table["accelerometer_trusted"].rows_out_of_scope == EXPECTED["accelerometer_trusted"] - 32_025
     assert summary.out_of_scope == sum(by_table[t].rows_out_of_scope for t in ("accelerometer_trusted", "step_trainer_trusted"))
-    con = stedi.connect(wh.root)
-    (before_consent,) = con.sql("""
-        SELECT count(*) FROM machine_learning_curated m
-        JOIN customers_curated c USING (customer_key) WHERE m.timestamp < c.shareWithResearchAsOfDate
-    """).fetchall()[0]
-    assert before_consent == 0
+    trusted = wh.scan("customer_trusted").collect()
+    consent_at = {privacy.customer_key(e, KEY): c for e, c in trusted.select("email", privacy.CONSENT).iter_rows()}
+    training = wh.scan("machine_learning_curated").select("customer_key", "timestamp").collect()
+    assert training.height and all(t >= consent_at[k] for k, t in training.iter_rows())  # nothing before consent
     assert by_table["machine_learning_curated"].rows_out < EXPECTED["machine_learning_curated"]
