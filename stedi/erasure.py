@@ -40,12 +40,13 @@ from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
-from pyiceberg.expressions import BooleanExpression, In, Or
+from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.table import Transaction
 
 from stedi import parse, privacy
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import StediError
+from stedi.ingest import ERASED_NAME
 from stedi.keys import Keys
 from stedi.warehouse import Change, Staged, Warehouse
 
@@ -53,7 +54,6 @@ from stedi.warehouse import Change, Staged, Warehouse
 # validator of RFC 5322: a guard against passing a name, a list or a quoted CSV field as an email.
 _NOT_IN_EMAIL = r"@\s\"<>(),;:\[\]"  # an apostrophe is fine: o'neil@example.com
 _EMAIL = re.compile(rf"[^{_NOT_IN_EMAIL}]+@[^{_NOT_IN_EMAIL}]+\.[^{_NOT_IN_EMAIL}]+")
-ERASED_NAME = "(erased)"
 
 
 class ErasureError(StediError):
@@ -361,21 +361,21 @@ def _names_after(wh: Warehouse, targets: dict[str, str]) -> set[str]:
 
 def _change(wh: Warehouse, name: str, f: _Found, props: dict[str, str]) -> Transaction:
     """A transaction deleting the person's rows of table ``name`` and replacing the rows that
-    mention them by their erased versions (copy-on-write)."""
+    mention them by their erased versions (copy-on-write). One delete per column: pyiceberg keeps
+    a row whose column of *another* branch of an ``Or`` is null, so a filter over two columns would
+    keep rows it matches."""
     filters: list[BooleanExpression] = [In(column, vals) for column, vals in f.owned.items() if vals]
     if f.mentioning is not None:
-        c = contract(name)
-        for t in _text_columns(c):
+        for t in _text_columns(contract(name)):
             vals = [v for v in f.mentioning[t].unique().to_list() if v is not None]
             if vals:
                 filters.append(In(t, vals))
-    where = functools.reduce(Or, filters)
     tx = wh.table(name).transaction()
-    if f.erased_rows is not None:
-        rows = contract(name).conform(f.erased_rows.select(contract(name).column_names).to_arrow())
-        tx.overwrite(rows, overwrite_filter=where, snapshot_properties=props)
-    else:
+    for where in filters:
         tx.delete(where, snapshot_properties=props)
+    if f.erased_rows is not None and f.erased_rows.height:
+        rows = contract(name).conform(f.erased_rows.select(contract(name).column_names).to_arrow())
+        tx.append(rows, snapshot_properties=props)
     return tx
 
 

@@ -45,6 +45,8 @@ _FOLDERS = {
     "accelerometer": ("accelerometer/landing", "accelerometer"),
     "step_trainer": ("step_trainer/landing", "step_trainer"),
 }
+#: What the manifest keeps of a received file name that names an erased person.
+ERASED_NAME = "(erased)"
 #: Suffixes of the files taken (any case), each also gzip-compressed (``.json.gz``).
 SUFFIXES = (".json", ".jsonl", ".ndjson")
 
@@ -174,6 +176,7 @@ class _File:
     parsed: tuple[pa.Table, pa.Table] | None = None
     suppressed: int = 0
     stored: tuple[str, int] | None = None  # SHA-256 and size of the stored copy, when records were blanked
+    received_name: str | None = None  # the name to keep, when not the one received
 
 
 def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> IngestSummary:
@@ -243,11 +246,13 @@ def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], skipped: list[FileR
                     wh.files.delete(f.stored_path)
                 continue
             known[f.sha256] = f.path.name
+            if suppress and suppress.erased(privacy.identifiers_in(f.path.name)):
+                f.received_name = ERASED_NAME  # a file named after an erased person: the name is not kept
             good, bad = f.parsed
             quarantined.append(bad)
             batch.reasons.update(reason.split(": ")[0] for reason in bad["reason"].to_pylist())
             batch.files.append(
-                FileResult(f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
+                FileResult(f.received_name or f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
             )
             manifest.append(_manifest_row(f, good.num_rows, bad.num_rows, batch.batch_id, now))
             yield from c.conform(good).to_batches()
@@ -315,7 +320,7 @@ def _in_order(pool: ThreadPoolExecutor, fn: Callable, items: list, *, ahead: int
 def _manifest_row(f: _File, landed: int, quarantined: int, batch_id: str, now: datetime) -> dict:
     return {
         "sha256": f.sha256,
-        "file_name": f.path.name,
+        "file_name": f.received_name or f.path.name,
         "stored_path": f.stored_path,
         "source": f.source,
         "size_bytes": f.size,

@@ -353,11 +353,14 @@ class _Pairs(list):
 
 def _candidates(token: str) -> set[str]:
     """An email-shaped token and the addresses it may be: a local part may follow ``=``, ``&``,
-    ``?`` or ``/`` (``?to=ann@…``), a domain may be followed by them or end a sentence."""
+    ``?`` or ``/`` (``?to=ann@…``); a domain may be followed by them, end a sentence, or go on with
+    more dotted parts (``ann@x.com.json``, a file named after ann@x.com). Over-matching only ever
+    erases more."""
     local, _, domain = token.partition("@")
     locals_ = {local} | {local[i + 1 :] for i, ch in enumerate(local) if ch in "=&?/"}
     cut = min((i for i, ch in enumerate(domain) if ch in "?&/=#"), default=len(domain))
-    domains = {domain.rstrip("."), domain[:cut].rstrip(".")}
+    domain = domain[:cut].rstrip(".")
+    domains = {domain} | {domain[:i] for i, ch in enumerate(domain) if ch == "." and "." in domain[:i]}
     return {f"{a}@{b}" for a in locals_ for b in domains if a and b}
 
 

@@ -1,5 +1,6 @@
 """The life of consent, as a hypothesis state machine: random sequences of ingest batches (new
-customers, updated records giving or withdrawing consent, more readings), runs, forgets and
+customers, updated records giving or withdrawing consent -- in odd forms too --, records that cannot
+be read, more readings with the identifiers spelled otherwise), runs, forgets, key rotations and
 re-ingests of old files. After every step the audit passes, the tables equal a from-scratch rebuild
 of the surviving data, and nobody forgotten is anywhere in the warehouse."""
 
@@ -17,8 +18,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from polars.testing import assert_frame_equal
 
+import dataclasses
+import json
+import secrets
+
 from stedi.audit import audit
 from stedi.config import CONSENT_SCOPES, Settings
+from stedi.privacy import normal_form
+from stedi.rotation import rotate_key
 from stedi.erasure import forget
 from stedi.ingest import ingest
 from stedi.runner import load_jobs, run
@@ -29,6 +36,13 @@ OUTPUTS = [job.output for job in load_jobs()]
 LINEAGE = ("recorded_at", "source_file", "line_number")  # when and where a record was ingested
 TIMES = st.integers(0, 40).map(lambda i: T0 + 1000 * i)
 CONSENT = st.one_of(st.none(), TIMES)
+#: A withdrawal as senders write it: a missing value, or one that plainly means none.
+WITHDRAWN = st.sampled_from([None, "", "null", False, 0])
+
+
+def spelled(value: str) -> st.SearchStrategy[str]:
+    """An email or serial number as another sender may write it: one identifier all the same."""
+    return st.sampled_from([value, value.upper(), f"  {value} ", value + "\u200b", "\ufeff" + value.title()])
 
 
 @dataclass
@@ -40,13 +54,20 @@ class Batch:
     steps: list[dict] = field(default_factory=list)
     trailer: bool = False
 
+    unreadable: list[str] = field(default_factory=list)  # customer lines that cannot be read, as sent
+
     def write(self, root: Path, name: str, forgotten: set[str] = frozenset()) -> Path | None:
-        customers = [c for c in self.customers if c["email"].lower() not in forgotten and c["serialNumber"] not in forgotten]
-        readings = [r for r in self.readings if r["user"].lower() not in forgotten]
-        steps = [s for s in self.steps if s["serialNumber"] not in forgotten]
-        if not (customers or readings or steps):
+        customers = [c for c in self.customers if normal_form(c["email"]) not in forgotten and normal_form(c["serialNumber"]) not in forgotten]
+        readings = [r for r in self.readings if normal_form(r["user"]) not in forgotten]
+        steps = [s for s in self.steps if normal_form(s["serialNumber"]) not in forgotten]
+        unreadable = [line for line in self.unreadable if not any(f in normal_form(line) for f in forgotten)]
+        if not (customers or readings or steps or unreadable):
             return None
         write_landing(root, customers, readings, steps, name=name)
+        if unreadable:
+            folder = root / "customer" / "landing"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"unreadable-{name}.json").write_text("".join(line + "\n" for line in unreadable))
         if self.trailer:
             for path in root.rglob(f"*-{name}.json"):
                 path.write_text(path.read_text() + "\n")
@@ -63,6 +84,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.sent: list[Batch] = []  # every batch written, re-ingestable
         self.forgotten: set[str] = set()  # emails and serial numbers of the people forgotten
         self.forgot_last = False
+        self.key = KEY
 
     @initialize(scope=st.sampled_from(CONSENT_SCOPES), data=st.data(), count=st.integers(1, 3))
     def open_warehouse_with_customers(self, scope, data, count):
@@ -75,21 +97,21 @@ class Lifecycle(RuleBasedStateMachine):
         n = next(self.names)
         src = batch.write(self.tmp / f"b{n}", f"b{n}")
         self.sent.append(batch)
-        summary = ingest(self.wh, src, KEY)
+        summary = ingest(self.wh, src, self.key)
         if summary.ingested:
             self.batches.append(batch)
-        run(self.wh, KEY)  # raises if its audit finds anything
+        run(self.wh, self.key)  # raises if its audit finds anything
         self.forgot_last = False
 
     def _readings(self, data, person, n):
         times = data.draw(st.lists(TIMES, min_size=n, max_size=n, unique=True))
         return (
-            [reading(person["email"], t, x=float(i)) for i, t in enumerate(times)],
-            [step(person["serialNumber"], t, distanceFromObject=i) for i, t in enumerate(times)],
+            [reading(data.draw(spelled(person["email"])), t, x=float(i)) for i, t in enumerate(times)],
+            [step(data.draw(spelled(person["serialNumber"])), t, distanceFromObject=i) for i, t in enumerate(times)],
         )
 
     def _alive(self):
-        return [p for p in self.people if p["email"].lower() not in self.forgotten]
+        return [p for p in self.people if normal_form(p["email"]) not in self.forgotten]
 
     # -- rules -------------------------------------------------------------------------------------
     @rule(data=st.data(), count=st.integers(1, 3))
@@ -110,12 +132,22 @@ class Lifecycle(RuleBasedStateMachine):
     def change_consent(self, data):
         person = data.draw(st.sampled_from(self._alive()))
         before = person["shareWithResearchAsOfDate"]
-        # give; or withdraw, or move
-        changed = TIMES if before is None else st.one_of(st.none(), TIMES.filter(lambda c: c != before))
+        # give; or withdraw (in any form), or move
+        changed = TIMES if not isinstance(before, int) or before is False else st.one_of(WITHDRAWN, TIMES.filter(lambda c: c != before))
         consent = data.draw(changed)
-        updated = person | {"lastUpdateDate": person["lastUpdateDate"] + 1, "shareWithResearchAsOfDate": consent}
+        updated = person | {"lastUpdateDate": person["lastUpdateDate"] + 2, "shareWithResearchAsOfDate": consent}
         self.people[self.people.index(person)] = updated
-        self._ingest_and_run(Batch(customers=[updated]))
+        sent = updated | {"email": data.draw(spelled(person["email"])), "serialNumber": data.draw(spelled(person["serialNumber"]))}
+        self._ingest_and_run(Batch(customers=[sent]))
+
+    @precondition(lambda self: self._alive())
+    @rule(data=st.data())
+    def send_an_update_that_cannot_be_read(self, data):
+        """A later record set aside at ingest (a birthday in another format): the customer is kept out
+        until a record later still arrives."""
+        person = data.draw(st.sampled_from(self._alive()))
+        later = person | {"lastUpdateDate": person["lastUpdateDate"] + 1, "birthDay": "31/12/1990"}
+        self._ingest_and_run(Batch(unreadable=[json.dumps(later | {"email": data.draw(spelled(person["email"]))})]))
 
     @precondition(lambda self: self._alive())
     @rule(data=st.data())
@@ -128,22 +160,31 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(data=st.data())
     def forget_someone(self, data):
         person = data.draw(st.sampled_from(self._alive()))
-        email = data.draw(st.sampled_from([person["email"], person["email"].upper(), f" {person['email']} "]))
-        forget(self.wh, KEY, [email])
-        self.forgotten |= {person["email"].lower(), person["serialNumber"]}
+        email = data.draw(spelled(person["email"]))
+        forget(self.wh, self.key, [email])
+        self.forgotten |= {normal_form(person["email"]), normal_form(person["serialNumber"])}
         self.forgot_last = True
+
+    @rule()
+    def rotate_the_key(self):
+        """A deliberate change of key: every table rebuilt under it, every erasure still holding."""
+        new = secrets.token_hex(32).encode()
+        self.wh.settings = dataclasses.replace(self.wh.settings, pseudonym_key=self.key.decode(), new_pseudonym_key=new.decode())
+        rotate_key(self.wh)
+        self.key = new
+        self.wh.settings = dataclasses.replace(self.wh.settings, pseudonym_key=None, new_pseudonym_key=None)
 
     @precondition(lambda self: self.sent)
     @rule(data=st.data(), new_bytes=st.booleans())
     def reingest_an_old_batch(self, data, new_bytes):
         old = data.draw(st.sampled_from(self.sent))
-        self._ingest_and_run(Batch(old.customers, old.readings, old.steps, trailer=new_bytes or old.trailer))
+        self._ingest_and_run(Batch(old.customers, old.readings, old.steps, trailer=new_bytes or old.trailer, unreadable=old.unreadable))
 
     # -- invariants --------------------------------------------------------------------------------
     @invariant()
     def the_audit_passes(self):
         if hasattr(self, "wh"):
-            assert audit(self.wh, KEY) == []
+            assert audit(self.wh, self.key) == []
 
     @invariant()
     def tables_equal_a_rebuild_of_the_surviving_data(self):
@@ -153,8 +194,8 @@ class Lifecycle(RuleBasedStateMachine):
         for i, batch in enumerate(self.batches):
             src = batch.write(self.tmp / f"rebuild-src{next(self.names)}", f"r{i}", self.forgotten)
             if src is not None:
-                ingest(fresh, src, KEY)
-        run(fresh, KEY)
+                ingest(fresh, src, self.key)
+        run(fresh, self.key)
         for name in OUTPUTS:
             try:
                 assert_frame_equal(_canonical(self.wh, name), _canonical(fresh, name), check_row_order=False)

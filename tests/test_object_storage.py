@@ -23,9 +23,10 @@ from stedi.config import Settings
 from stedi.contracts import load_contracts
 from stedi.warehouse import JOURNAL, Warehouse
 from tests.conftest import SAMPLE
+from tests.factories import KEY as FACTORY_KEY
 from tests.s3 import Relay, moto_server
 
-KEY = "k" * 32
+KEY = FACTORY_KEY.decode()
 # Lineage that differs between two ingests of the same files (when, not what).
 WHEN = ("recorded_at", "_ingested_at", "ingested_at", "batch_id", "run_id", "quarantined_at", "rewritten_at", "suppressed_at", "erasure_id")
 TABLES = sorted(n for n in load_contracts() if n not in ("run_log", "erasure_log"))
@@ -277,24 +278,26 @@ def test_the_settings_file_of_an_s3_warehouse_is_read_from_the_bucket(s3):
 
 
 def test_two_processes_creating_the_key_of_a_new_s3_warehouse_at_once_get_the_same_key(s3):
-    from stedi.privacy import pseudonym_key
+    from stedi import keys
+    from stedi.config import Settings
     from stedi.storage import Storage
 
+    settings = Settings(warehouse=s3.warehouse)
     first, second = Storage(s3.warehouse), Storage(s3.warehouse)
     real_read = Storage.read_bytes
-    seen: list[bytes] = []
+    seen: list[str] = []
 
-    def read_after_the_other_created_it(self, rel):  # both found no key, then both create one
-        if rel.endswith("pseudonym.key") and not seen:
-            seen.append(b"")
+    def read_after_the_other_created_it(self, rel):  # both found no key (nor its check), then both create one
+        if rel.endswith(("pseudonym.key", "key.json")) and rel not in seen:
+            seen.append(rel)
             raise FileNotFoundError(rel)
         return real_read(self, rel)
 
-    key = pseudonym_key(None, first)
+    key = keys.load(settings, first, create=True, holds_data=False)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Storage, "read_bytes", read_after_the_other_created_it)
-        assert pseudonym_key(None, second) == key
-    assert pseudonym_key(None, first) == key  # and the first one's is still the key
+        assert keys.load(settings, second, create=True, holds_data=False) == key
+    assert keys.load(settings, first, create=False, holds_data=True) == key  # and the first one's is still the key
 
 
 def test_the_compose_setup_an_s3_warehouse_with_its_catalog_in_postgresql(s3, catalog_uri, tmp_path, monkeypatch):

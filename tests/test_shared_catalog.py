@@ -48,7 +48,7 @@ def test_the_pipeline_with_a_postgresql_catalog_gives_the_same_tables(tmp_path, 
 
 
 def _cli(tmp_path, catalog_uri, *args):
-    env = os.environ | {"STEDI_WAREHOUSE": str(tmp_path / "wh"), "STEDI_CATALOG_URI": catalog_uri, "STEDI_PSEUDONYM_KEY": "k" * 32}
+    env = os.environ | {"STEDI_WAREHOUSE": str(tmp_path / "wh"), "STEDI_CATALOG_URI": catalog_uri, "STEDI_PSEUDONYM_KEY": KEY.decode()}
     return subprocess.Popen([sys.executable, "-m", "stedi.cli", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
