@@ -269,14 +269,14 @@ def _spark_engine(obj: _Context, master: str | None):
         from stedi import spark
     except ImportError as err:
         raise ConfigError(f"--engine spark needs PySpark: pip install 'stedi[spark]' ({err})") from err
-    spark.SparkTables.refuse_remote(obj.warehouse)  # before the seconds Spark takes to start
+    warehouse = obj.warehouse  # opened (or a clear line) before the seconds Spark takes to start
     try:
         session = spark.session(master or spark.DEFAULT_MASTER)
     except ConfigError:
         raise
     except Exception as err:  # no PySpark, no Java, ...
         raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {first_line(err)}") from err
-    return spark.SparkTables(session, obj.warehouse)
+    return spark.SparkTables(session, warehouse)
 
 
 def _fail_on(violations: list, message: str) -> None:

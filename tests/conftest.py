@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ def spark():
         pytest.skip("PySpark needs Java")
     from pyspark.sql import SparkSession
 
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # mapInArrow's executors need this venv's pyarrow
     session = (
         SparkSession.builder.master("local[2]")
         .appName("stedi-tests")
