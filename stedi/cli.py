@@ -90,7 +90,8 @@ def _console(stderr: bool = False):
     default=None,
     metavar="URI",
     help="SQLAlchemy URI of the Iceberg catalog, e.g. postgresql+psycopg://user:password@host/db to share "
-    "it. [default: $STEDI_CATALOG_URI, the warehouse's stedi.toml, or a SQLite file in the warehouse]",
+    "it, or glue://DATABASE for the AWS Glue Data Catalog (Athena reads the tables there). "
+    "[default: $STEDI_CATALOG_URI, the warehouse's stedi.toml, or a SQLite file in the warehouse]",
 )
 @click.version_option(package_name="stedi")
 @click.pass_context
@@ -591,7 +592,9 @@ def ddl(obj: _Context, dialect: str, location: str | None) -> None:
     """Print the DDL of every table for another engine, generated from catalog/.
 
     Landing tables are the raw JSON files of the landing area (for Athena: CREATE EXTERNAL TABLE
-    with the JSON SerDe); trusted, curated and system tables are Iceberg tables.
+    with the JSON SerDe); trusted, curated and system tables are Iceberg tables. For Athena these
+    are new, empty tables: Athena reads only Iceberg tables registered in the Glue Data Catalog, so
+    to query the tables stedi writes, run stedi with --catalog-uri glue://DATABASE instead.
 
     \b
     Examples:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from stedi.errors import StediError
+from stedi.errors import StediError, first_line
 
 #: A holder of a bucket lock that stops renewing it for this long (killed, cut off) loses it.
 LEASE_S = 60.0
@@ -147,20 +147,26 @@ class BucketLock:
     def acquire(self, what: str, deadline: float) -> None:
         """Take the lock, waiting until ``deadline`` (``time.monotonic``); past it, raise naming the
         holder. Starts renewing it."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self._record = {"holder": what, "host": socket.gethostname(), "pid": os.getpid(), "renewal": 0, "released": False}
         seen: tuple[str, float] | None = None  # a holder's version, since when this process sees it
         while True:
-            etag = self._put(self._record, IfNoneMatch="*")
-            current = None if etag else self._read()
-            if current is not None:
-                version, record = current
-                if record.get("released") or not record.get("holder"):
-                    etag = self._put(self._record, IfMatch=version)
-                elif seen is None or seen[0] != version:
-                    seen = (version, time.monotonic())
-                elif time.monotonic() - seen[1] >= self.lease:  # its holder stopped renewing it
-                    etag = self._put(self._record, IfMatch=version)
+            try:
+                etag = self._put(self._record, IfNoneMatch="*")
+                current = None if etag else self._read()
+                if current is not None:
+                    version, record = current
+                    if record.get("released") or not record.get("holder"):
+                        etag = self._put(self._record, IfMatch=version)
+                    elif seen is None or seen[0] != version:
+                        seen = (version, time.monotonic())
+                    elif time.monotonic() - seen[1] >= self.lease:  # its holder stopped renewing it
+                        etag = self._put(self._record, IfMatch=version)
+            except (BotoCoreError, ClientError) as err:
+                raise StediError(f"the warehouse's lock ({self.where}) cannot be taken: {first_line(err)}") from err
             if etag:
+                self._refuse_unconditional(etag)
                 break
             if time.monotonic() >= deadline:
                 holder = current[1] if current else {}
@@ -173,6 +179,16 @@ class BucketLock:
         self._stop.clear()
         self._thread = threading.Thread(target=self._keep, name="stedi-lock-lease", daemon=True)
         self._thread.start()
+
+    def _refuse_unconditional(self, etag: str) -> None:
+        """Fail if the storage ignores conditions (some S3-compatible stores do), which would let two
+        writers hold the lock: a write on a condition that cannot hold must be refused."""
+        if self._put(self._record, IfMatch='"00000000000000000000000000000000"') is None:
+            return
+        raise StediError(
+            f"the storage of {self.where} ignores conditional writes (If-Match), so it cannot keep writers on other "
+            "machines out of a warehouse whose catalog is Glue: use AWS S3 or a store that honours them (MinIO does)"
+        )
 
     def _keep(self) -> None:
         while not self._stop.wait(self.lease / 4):

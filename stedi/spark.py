@@ -157,7 +157,6 @@ class SparkTables(SparkEngine):
             return pl.scan_parquet([u.removeprefix("file://") for u in written.uris])
         return pl.scan_parquet(written.uris, storage_options=_object_store_options(self.props))
 
-
     def check(self, frame: DataFrame, c: Contract) -> tuple[DataFrame, list[dict], dict[str, dict]]:
         """Rows breaking a required column or a ``drop`` rule set aside (as quarantine rows, on the
         driver), a ``fail`` rule raising, each rule counted: the Spark side of ``split_invalid``

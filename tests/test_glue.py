@@ -211,3 +211,17 @@ def test_a_writer_that_lost_the_lock_commits_nothing(aws):
         with pytest.raises(StediError, match="lost the warehouse's lock"):
             wh.commit_staged([staged])
     assert glue_warehouse(aws).info("quarantine").rows == 0
+
+
+def test_a_store_that_ignores_conditional_writes_is_refused(aws):
+    lock = lock_of(aws)
+    real_put = lock.client.put_object
+
+    def put_ignoring_conditions(**kwargs):
+        kwargs.pop("IfMatch", None)
+        kwargs.pop("IfNoneMatch", None)
+        return real_put(**kwargs)
+
+    lock.client.put_object = put_ignoring_conditions
+    with pytest.raises(StediError, match="ignores conditional writes"):
+        lock.acquire("stedi-etl run", time.monotonic() + 5)

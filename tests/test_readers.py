@@ -12,9 +12,10 @@ from click.testing import CliRunner
 
 from stedi.cli import cli
 from stedi.config import Settings
+from stedi.contracts import load_contracts
 from stedi.warehouse import Warehouse
 from tests.conftest import SAMPLE
-from tests.readers import assert_readers_agree
+from tests.readers import assert_plain_iceberg_files, assert_readers_agree
 from tests.s3 import moto_server
 
 KEY = "k" * 32
@@ -41,6 +42,7 @@ def test_the_polars_engines_tables_in_a_folder_are_read_alike(tmp_path, monkeypa
     build(str(root))
     wh = Warehouse.open(Settings(warehouse=root))
     assert all(wh.info(name).rows for name in ("erasure_log", "suppression_list", "machine_learning_curated"))
+    assert assert_plain_iceberg_files(wh, [n for n in load_contracts() if wh.info(n).snapshot_id], footers=False) > 0
     assert_readers_agree(wh, tmp_path / "read")
 
 
