@@ -91,7 +91,9 @@ class BucketLock:
       :meth:`check` raises, and the warehouse commits and deletes nothing more.
     * **release**: rewrite it as released, if it is still its own version.
 
-    Needs S3's conditional writes (AWS S3 since 2024, MinIO, moto).
+    Needs S3's conditional writes (AWS S3 since 2024, MinIO, moto); a store that ignores them is
+    refused. Like any lease, it cannot fence off a holder that stalls for a whole lease between its
+    last check and a commit; Glue's ``VersionId`` still makes each table's commit all or nothing.
     """
 
     def __init__(self, client: Any, bucket: str, key: str, lease: float = LEASE_S):
