@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+READERS := .venv-readers
 WAREHOUSE ?= lakehouse
 
 .PHONY: demo test bench sample clean
@@ -13,6 +14,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## Iceberg readers that share no code with stedi (DuckDB 1.5's extension, iceberg-rust, Daft), in their own
+## environment; the tests that use them skip, saying why, when they cannot be installed.
+$(READERS)/.installed: tests/readers/requirements.txt
+	rm -rf $(READERS)
+	$(PYTHON) -m venv $(READERS)
+	{ $(READERS)/bin/python -m pip install --quiet --upgrade pip && \
+	  $(READERS)/bin/python -m pip install --quiet -r tests/readers/requirements.txt && touch $@; } \
+	  || echo "could not install the Iceberg readers of tests/readers/requirements.txt: their tests will skip" >&2
+
 ## Ingest the committed sample data into ./lakehouse, run every job, print every table's row count.
 demo: $(STAMP)
 	$(BIN)/stedi-etl --warehouse $(WAREHOUSE) ingest sample_data
@@ -20,7 +30,7 @@ demo: $(STAMP)
 	$(BIN)/stedi-etl --warehouse $(WAREHOUSE) tables
 
 ## Run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) $(READERS)/.installed
 	$(BIN)/python -m pytest
 
 ## Time ingest + run at 1x, 10x and 100x the starter volume; rewrites BENCHMARKS.md.
@@ -34,4 +44,4 @@ sample: $(STAMP)
 	$(BIN)/stedi-etl generate --customers 120 --seed 7 --out sample_data
 
 clean:
-	rm -rf $(VENV) $(WAREHOUSE) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(READERS) $(WAREHOUSE) .pytest_cache .hypothesis

@@ -89,7 +89,8 @@ def _console(stderr: bool = False):
     default=None,
     metavar="URI",
     help="SQLAlchemy URI of the Iceberg catalog, e.g. postgresql+psycopg://user:password@host/db to share "
-    "it. [default: $STEDI_CATALOG_URI, the warehouse's stedi.toml, or a SQLite file in the warehouse]",
+    "it, or glue://DATABASE for the AWS Glue Data Catalog (Athena reads the tables there). "
+    "[default: $STEDI_CATALOG_URI, the warehouse's stedi.toml, or a SQLite file in the warehouse]",
 )
 @click.version_option(package_name="stedi")
 @click.pass_context
@@ -273,14 +274,14 @@ def _spark_engine(obj: _Context, master: str | None):
         from stedi import spark
     except ImportError as err:
         raise ConfigError(f"--engine spark needs PySpark: pip install 'stedi[spark]' ({err})") from err
-    spark.SparkTables.refuse_remote(obj.warehouse)  # before the seconds Spark takes to start
+    warehouse = obj.warehouse  # opened (or a clear line) before the seconds Spark takes to start
     try:
         session = spark.session(master or spark.DEFAULT_MASTER)
     except ConfigError:
         raise
     except Exception as err:  # no PySpark, no Java, ...
         raise ConfigError(f"cannot start Spark on {master or spark.DEFAULT_MASTER}: {first_line(err)}") from err
-    return spark.SparkTables(session, obj.warehouse)
+    return spark.SparkTables(session, warehouse)
 
 
 def _fail_on(violations: list, message: str) -> None:
@@ -644,7 +645,9 @@ def ddl(obj: _Context, dialect: str, location: str | None) -> None:
     """Print the DDL of every table for another engine, generated from catalog/.
 
     Landing tables are the raw JSON files of the landing area (for Athena: CREATE EXTERNAL TABLE
-    with the JSON SerDe); trusted, curated and system tables are Iceberg tables.
+    with the JSON SerDe); trusted, curated and system tables are Iceberg tables. For Athena these
+    are new, empty tables: Athena reads only Iceberg tables registered in the Glue Data Catalog, so
+    to query the tables stedi writes, run stedi with --catalog-uri glue://DATABASE instead.
 
     \b
     Examples:

@@ -50,8 +50,9 @@ class Settings:
         Folder holding the landing copies, the Iceberg data and metadata and, by default, the
         SQLite catalog (created on first use); or ``s3://bucket/prefix`` in object storage.
     catalog_uri
-        SQLAlchemy URI of the Iceberg SQL catalog; ``None`` means ``<warehouse>/catalog.db``, which
-        only a local warehouse can have.
+        SQLAlchemy URI of the Iceberg SQL catalog, or ``glue://DATABASE`` for the AWS Glue Data
+        Catalog (see :mod:`stedi.catalogs`); ``None`` means ``<warehouse>/catalog.db``, which only a
+        local warehouse can have.
     pseudonym_key
         Secret for the keyed hash of emails; ``None`` means the warehouse's own key file.
         Never shown by ``repr`` (nor are the two below).
@@ -82,6 +83,11 @@ class Settings:
 
     @property
     def catalog_url(self) -> str:
+        if self.catalog_uri and self.catalog_uri.startswith("glue://") and not is_remote(self.warehouse):
+            raise ConfigError(
+                f"a Glue catalog ({self.catalog_uri}) needs an s3:// warehouse: Athena and the other engines that "
+                f"read Glue's tables read their files in S3, not in {self.location}"
+            )
         if self.catalog_uri:
             return self.catalog_uri
         if is_remote(self.warehouse):

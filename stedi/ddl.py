@@ -6,6 +6,13 @@
   view over ``read_json``. Lineage columns are stedi's own and are not in the raw files.
 * trusted, curated and system tables: Iceberg tables (Athena ``table_type = ICEBERG``, Spark
   ``USING iceberg``); DuckDB, which cannot write Iceberg here, gets plain tables.
+
+For Athena these are **new, empty** Iceberg tables, in ``<location>/athena/<table>`` (never in the
+folder of a table stedi writes, whose unused files stedi deletes): Athena reads only Iceberg tables
+registered in the Glue Data Catalog, and stedi's own tables are registered there only when its
+catalog is Glue (``--catalog-uri glue://DATABASE``, :mod:`stedi.catalogs`). The output says so.
+Athena creates Iceberg ``timestamp`` columns only (microseconds, no time zone), so a ``TIMESTAMP``
+of a contract is one, holding UTC.
 """
 
 from __future__ import annotations
@@ -76,7 +83,7 @@ def table_ddl(c: Contract, dialect: str, location: str) -> str:
     if dialect == "athena":
         return (
             f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(list(c.columns), dialect, not_null=False)}\n)\n"
-            f"LOCATION {_string(f'{root}/iceberg/stedi/{c.name}')}\n"
+            f"LOCATION {_string(f'{root}/athena/{c.name}')}\n"
             "TBLPROPERTIES ('table_type' = 'ICEBERG', 'format' = 'parquet', 'write_compression' = 'zstd');"
         )
     if dialect == "spark":
@@ -88,7 +95,21 @@ def table_ddl(c: Contract, dialect: str, location: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {_quote(c.name, dialect)} (\n{_columns(list(c.columns), dialect, not_null=True)}\n);"
 
 
+ATHENA_NOTE = """\
+-- Athena DDL from stedi's contracts (catalog/). What it creates:
+--   * landing tables: external JSON tables over the raw files in {root}/landing/, as stedi copied them;
+--   * every other table: a NEW, EMPTY Iceberg table in {root}/athena/<table>. Athena reads only Iceberg
+--     tables registered in the Glue Data Catalog; these statements do not register the tables stedi writes.
+-- To query stedi's own tables in Athena, keep its catalog in Glue, which registers each table as it is
+-- written: stedi-etl --warehouse s3://BUCKET/PREFIX --catalog-uri glue://DATABASE ... (README: AWS Glue).
+-- TIMESTAMP columns are Iceberg timestamps (microseconds, no time zone, as Athena creates them), in UTC."""
+
+
 def ddl(dialect: str, location: str) -> str:
-    """The DDL of every table, landing first, each statement preceded by its grain."""
+    """The DDL of every table, landing first, each statement preceded by its grain; for Athena, a
+    note first saying what the statements create."""
     contracts = sorted(load_contracts().values(), key=lambda c: (ZONES.index(c.zone), c.name))
-    return "\n\n".join(f"-- {c.name} ({c.zone}): {c.grain}\n{table_ddl(c, dialect, location)}" for c in contracts) + "\n"
+    blocks = [f"-- {c.name} ({c.zone}): {c.grain}\n{table_ddl(c, dialect, location)}" for c in contracts]
+    if dialect == "athena":
+        blocks.insert(0, ATHENA_NOTE.format(root=location.rstrip("/")))
+    return "\n\n".join(blocks) + "\n"

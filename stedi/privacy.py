@@ -115,6 +115,12 @@ def _spark_normalise(df: Any, column: str) -> Any:
     values, joined back), so the executors run the same rule as everything else."""
     from pyspark.sql import functions as F
 
+    import pyspark.cloudpickle
+    import sys
+
+    # the executors get the function itself (and the few constants it reads), not a reference to
+    # stedi, which they need not have installed
+    pyspark.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     col = F.col(column)
     printable = col.rlike(PRINTABLE_ASCII_PATTERN)
     odd = df.where(~printable).select(column).distinct()

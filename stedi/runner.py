@@ -640,7 +640,8 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
     def check(job: Job, frame: Any) -> Any:
         good, bad_rows, rules = engine.check(frame, job.contract)
         quarantined.extend(r | {"target_table": job.output} for r in bad_rows)
-        files = engine.write(good, job.contract, run_id)
+        written = engine.write(good, job.contract, run_id)
+        files = written.uris
         props = _props(job, run_id, prints, params, keys, reads, dropped, rules) | {"stedi.engine": "spark"}
 
         def replace(name: str = job.output, files: list[str] = files, props: dict = props) -> Any:
@@ -651,17 +652,14 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
             return tx
 
         staged.append(Staged(job.output, replace(), replace))
-        empty = pl.from_arrow(job.contract.arrow_schema().empty_table()).lazy()
-        pending[job.output] = pl.scan_parquet(files) if files else empty
-        written = pending[job.output].select(pl.len()).collect().item()
+        pending[job.output] = engine.scan(written, job.output)
         primary = job.inputs[0]
         rows_in = results[primary].rows_out if primary in results else wh.info(primary).rows
         now = time.perf_counter()
-        results[job.output] = _updated(job, rows_in, written, len(bad_rows), now - clock[0], dropped, rules)
+        results[job.output] = _updated(job, rows_in, written.rows, len(bad_rows), now - clock[0], dropped, rules)
         clock[0] = now
         notify(job.name, "done")
-        # downstream jobs read the written files, not the whole lineage again
-        return engine.spark.read.parquet(*files) if files else engine.load(job.output).limit(0)
+        return engine.read(files, job.output)  # downstream jobs read the written files, not the whole lineage again
 
     for job in stale:
         notify(job.name, "queued")
@@ -671,7 +669,7 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
         except StediError:
             raise
         except Exception as err:
-            raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
+            raise JobError(f"run failed before any table changed: {type(err).__name__}: {engine.explain(err)}") from err
         if quarantined or set_aside:
             schema = {"reason": pl.String, "raw": pl.String, "target_table": pl.String}
             bad = pl.concat([pl.DataFrame(quarantined, schema=schema), *set_aside], how="diagonal")
@@ -690,7 +688,7 @@ def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
         raise
     except Exception as err:
         engine.discard()
-        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {first_line(err)}") from err
+        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {engine.explain(err)}") from err
     return results
 
 

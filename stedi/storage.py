@@ -38,9 +38,16 @@ def is_remote(location: str | Path) -> bool:
     return text.startswith(REMOTE_SCHEMES)
 
 
+#: Characters a warehouse location cannot hold: Iceberg names files by URI, and a URI parser reads
+#: them as the start of a query or a fragment.
+URI_DELIMITERS = "#?"
+
+
 def normalise(location: str | Path) -> str:
     """A location as stedi names it: ``s3://bucket/prefix`` (no trailing slash) or an absolute path."""
     text = str(location)
+    if any(ch in text for ch in URI_DELIMITERS):
+        raise ConfigError(f"{text}: a warehouse location cannot hold {' or '.join(URI_DELIMITERS)} (Iceberg names its files by URI)")
     if is_remote(text):
         bucket_and_prefix = text.split("://", 1)[1].strip("/")
         if not bucket_and_prefix:
@@ -103,10 +110,10 @@ class Storage:
         return posixpath.join(self.base, rel) if rel else self.base
 
     def url(self, rel: str = "") -> str:
-        """The full URI of ``rel``, as pyiceberg, DuckDB and Spark name files."""
-        if self.remote:
-            return "s3://" + self.path(rel)
-        return Path(self.path(rel)).as_uri()
+        """The full URI of ``rel``, as pyiceberg, DuckDB and Spark name files. Not percent-encoded, as
+        Iceberg's own writers name files (``file:///a b/c``): pyiceberg would write an encoded one's
+        ``%20`` as is."""
+        return ("s3://" if self.remote else "file://") + self.path(rel)
 
     def strip(self, uri: str) -> str:
         """The filesystem's name of a URI (``s3://b/k`` -> ``b/k``, ``file:///p`` -> ``/p``)."""

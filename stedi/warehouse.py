@@ -10,8 +10,9 @@ Layout::
       .stedi/               private state (the pseudonym key, the commit journal, the writers' lock)
 
 An ``s3://bucket/prefix`` warehouse has the same layout in the bucket, except the catalog, which
-must be named (``--catalog-uri``: PostgreSQL to share it, or a local SQLite file), and the writers'
-lock, which is the catalog's (PostgreSQL) and this machine's.
+must be named (``--catalog-uri``: PostgreSQL or AWS Glue to share it, or a local SQLite file, see
+:mod:`stedi.catalogs`), and the writers' lock, which is this machine's and, for writers on other
+machines, the catalog's (see :mod:`stedi.locks`).
 
 Every table is created from its contract on first use. Reads return lazy Polars frames over the
 current snapshot; writes are staged (data files written) and then committed together, each table
@@ -21,7 +22,6 @@ getting one Iceberg snapshot stamped with the properties given, all or nothing.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import hmac
 import json
@@ -37,10 +37,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pyiceberg.catalog.sql import SqlCatalog
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.table import Table, Transaction
 
+from stedi import catalogs
+from stedi.catalogs import OWNER  # noqa: F401 — where it was first defined
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
 from stedi.errors import ConfigError, StediError, first_line
@@ -50,10 +51,13 @@ from stedi.storage import PRIVATE, Storage
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
+    from pyiceberg.catalog import Catalog
     from pyiceberg.expressions import BooleanExpression
 
     from stedi.keys import Keys
+    from stedi.locks import BucketLock
 
+#: The warehouse's folder of Iceberg tables, ``iceberg/stedi/<table>``, whatever the catalog names them.
 NAMESPACE = "stedi"
 
 # Physical settings of every table. pyiceberg writes the files of one commit in parallel, one per
@@ -62,9 +66,6 @@ TABLE_PROPERTIES = {
     "write.target-file-size-bytes": str(64 * 1024 * 1024),
     "write.parquet.compression-codec": "zstd",
 }
-
-#: The namespace property naming the warehouse whose tables a catalog holds.
-OWNER = "stedi.warehouse"
 
 #: Snapshots to go back to, written before a multi-table commit and removed after it.
 JOURNAL = f"{PRIVATE}/commit-journal.json"
@@ -133,6 +134,7 @@ class Warehouse:
         self.location = self.files.location  # an absolute path, or s3://bucket/prefix
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
         self._holding: str | None = None  # what holds the writers' lock in this process, if anything
+        self._lease: BucketLock | None = None  # the bucket's lock, held with a Glue catalog
 
     @classmethod
     def open(cls, settings: Settings) -> Warehouse:
@@ -158,56 +160,42 @@ class Warehouse:
 
     # -- catalog ---------------------------------------------------------------------------------
     @cached_property
-    def catalog(self) -> SqlCatalog:
-        from sqlalchemy.exc import SQLAlchemyError
-
+    def catalog(self) -> Catalog:
         if not self.files.remote:
             Path(self.files.path("iceberg")).mkdir(parents=True, exist_ok=True)
-        try:
-            catalog = SqlCatalog(
-                NAMESPACE, uri=self.settings.catalog_url, warehouse=self.files.url("iceberg"), **self.files.iceberg_properties
-            )
-            catalog.create_namespace_if_not_exists(NAMESPACE)
-            owner = catalog.load_namespace_properties(NAMESPACE).get(OWNER)
-            if owner is None:  # a new catalog (or one made before stedi recorded this): it is ours now
-                with contextlib.suppress(SQLAlchemyError):  # unless another process just recorded its own
-                    catalog.update_namespace_properties(NAMESPACE, updates={OWNER: self.location})
-                owner = catalog.load_namespace_properties(NAMESPACE).get(OWNER)
-        except (SQLAlchemyError, ImportError) as err:
-            reason = first_line(getattr(err, "orig", None) or err)
-            raise ConfigError(f"cannot open the Iceberg catalog at {self.catalog_name}: {reason}") from err
-        if owner is not None and owner != self.location:
-            # a catalog shared by mistake between two warehouses: never read or write the other one's tables
-            raise ConfigError(
-                f"the catalog {self.catalog_name} holds the tables of another warehouse ({owner}), not of "
-                f"{self.location}: give each warehouse its own catalog database"
-            )
-        return catalog
+        return catalogs.open_catalog(self.settings.catalog_url, self.files, self.location)
+
+    @cached_property
+    def namespace(self) -> str:
+        """The catalog's namespace of the tables (the Glue database, or ``stedi``)."""
+        return catalogs.namespace(self.settings.catalog_url)
 
     @property
     def catalog_name(self) -> str:
         """The catalog's URI with any password hidden, for messages."""
-        from sqlalchemy.engine import make_url
-
-        try:
-            return make_url(self.settings.catalog_url).render_as_string(hide_password=True)
-        except Exception:  # not a URL SQLAlchemy can parse: say so without echoing it
-            return "the configured catalog URI"
+        return catalogs.describe(self.settings.catalog_url)
 
     @property
     def shared_catalog(self) -> bool:
-        """Whether the catalog is a PostgreSQL database, which other machines may write to."""
-        return self.settings.catalog_url.startswith("postgresql")
+        """Whether the catalog is one other machines may write to (PostgreSQL, AWS Glue)."""
+        uri = self.settings.catalog_url
+        return catalogs.is_postgresql(uri) or catalogs.is_glue(uri)
 
     def table(self, name: str) -> Table:
         """The Iceberg table ``name``, created from its contract if it does not exist yet."""
         if name not in self._tables:
-            ident = f"{NAMESPACE}.{name}"
+            ident = f"{self.namespace}.{name}"
             c = contract(name)
             try:
-                table = self.catalog.load_table(ident)
-            except NoSuchTableError:
-                table = self.catalog.create_table_if_not_exists(ident, c.iceberg_schema(), properties=table_properties(c))
+                try:
+                    table = self.catalog.load_table(ident)
+                except NoSuchTableError:
+                    location = self.files.url(f"iceberg/{NAMESPACE}/{name}")
+                    table = self.catalog.create_table_if_not_exists(
+                        ident, c.iceberg_schema(), location=location, properties=table_properties(c)
+                    )
+            except catalogs.catalog_errors() as err:
+                raise catalogs.catalog_error(err, self.settings.catalog_url) from err
             if not self.files.strip(table.location()).startswith(self.files.path("iceberg") + "/"):
                 # a catalog shared by mistake between two warehouses: never write into the other one
                 raise ConfigError(
@@ -253,8 +241,8 @@ class Warehouse:
 
         Waits up to ``timeout`` seconds for another holder, then fails with who holds it. The lock
         is the kernel's (``flock``): a killed process releases it. Its file is in the warehouse's
-        private folder, or for an S3 warehouse in this user's cache folder (S3 has no lock: writers on
-        other machines are kept out by the PostgreSQL catalog's lock, see :meth:`_catalog_lock`).
+        private folder, or for an S3 warehouse in this user's cache folder; writers on other machines
+        are kept out by the shared catalog's lock (:meth:`_catalog_lock`).
 
         Re-entrant: a command holding the lock (``ingest --run``) runs its next step under the same
         hold. On taking it, the tables read before are forgotten: everything read under the lock is
@@ -263,32 +251,19 @@ class Warehouse:
         if self._holding is not None:  # this process already holds it
             yield
             return
-        path = self._lock_file()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        from stedi import locks
+
         deadline = time.monotonic() + timeout
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stedi-etl command"
-                        raise StediError(
-                            f"the warehouse {self.location} is busy ({holder}); waited {timeout:.0f}s, try again when it is done"
-                        ) from None
-                    time.sleep(0.1)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
-            with self._catalog_lock(what, deadline):
-                self._holding = what
+        busy = f"the warehouse {self.location} is busy ({{holder}}); waited {timeout:.0f}s, try again when it is done"
+        with locks.file_lock(self._lock_file(), what, deadline, busy), self._catalog_lock(what, deadline):
+            self._holding = what
+            try:
                 # Tables loaded before the lock was ours may predate another writer's commit.
                 self._tables.clear()
                 self.recover()
                 yield
-        finally:
-            self._holding = None
-            os.close(fd)  # releases the lock
+            finally:
+                self._holding = None
 
     def _lock_file(self) -> Path:
         if not self.files.remote:
@@ -304,35 +279,36 @@ class Warehouse:
 
     @contextlib.contextmanager
     def _catalog_lock(self, what: str, deadline: float) -> Iterator[None]:
-        """With a PostgreSQL catalog, writers on other machines share it: also hold a PostgreSQL
-        advisory lock named after the warehouse, on a connection of its own (if this process dies,
-        the server ends the session and releases the lock)."""
-        if not self.shared_catalog:
-            yield
-            return
-        from sqlalchemy import text
+        """With a shared catalog, writers on other machines are kept out too: by a PostgreSQL
+        advisory lock named after the warehouse, or with Glue by the bucket's lock (see
+        :mod:`stedi.locks`)."""
+        from stedi import locks
 
-        lock_id = self.lock_id
-        with self.catalog.engine.connect() as conn:
-            while not conn.execute(text("SELECT pg_try_advisory_lock(:id)"), {"id": lock_id}).scalar():
-                conn.rollback()
-                if time.monotonic() >= deadline:
-                    raise StediError(
-                        f"the warehouse {self.location} is busy (a writer on another machine holds its lock in "
-                        f"{self.catalog_name}); try again when it is done"
-                    )
-                time.sleep(0.2)
-            conn.commit()
-            try:
+        uri = self.settings.catalog_url
+        if catalogs.is_postgresql(uri):
+            busy = f"the warehouse {self.location} is busy (a writer on another machine holds its lock in {self.catalog_name}); try again when it is done"
+            with locks.advisory_lock(self.catalog.engine, self.lock_id, deadline, busy):
                 yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id})
-                conn.commit()
+        elif catalogs.is_glue(uri):
+            with locks.BucketLock.of(self.location).held(what, deadline) as self._lease:
+                try:
+                    yield
+                finally:
+                    self._lease = None
+        else:
+            yield
+
+    def still_locked(self) -> None:
+        """Raise if this process held the bucket's lock and lost it (see :class:`stedi.locks.BucketLock`):
+        called before every commit and deletion."""
+        if self._lease is not None:
+            self._lease.check()
 
     # -- files no table refers to ------------------------------------------------------------------
     def remove_orphan_copies(self) -> int:
         """Delete the files of ``landing/`` that ``ingest_manifest`` does not record: copies and
         temporary files of ingests that never committed (a killed process). Run under :meth:`lock`."""
+        self.still_locked()
         on_disk = self.files.sizes("landing")
         if not on_disk:
             return 0
@@ -353,6 +329,7 @@ class Warehouse:
         under :meth:`lock`: a concurrent writer's staged files would look like orphans. Returns the
         number of files deleted.
         """
+        self.still_locked()
         table = self.table(name)
         current = table.current_snapshot()
         older = [s.snapshot_id for s in table.metadata.snapshots if current is None or s.snapshot_id != current.snapshot_id]
@@ -457,6 +434,7 @@ class Warehouse:
         killed in between leaves the journal, and the next writer to take the lock puts the tables
         back (:meth:`recover`): a warehouse is never left half-committed.
         """
+        self.still_locked()
         before = {s.table: self.info(s.table).snapshot_id for s in staged}
         self.files.write(JOURNAL, json.dumps({"before": before}).encode())
         done: list[str] = []

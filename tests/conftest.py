@@ -30,7 +30,7 @@ def spark():
         pytest.skip("PySpark needs Java")
     from pyspark.sql import SparkSession
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the UDFs run stedi's code
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the executors need this venv's pyarrow
     session = (
         SparkSession.builder.master("local[2]")
         .appName("stedi-tests")

@@ -1,5 +1,5 @@
-"""A real S3 HTTP endpoint for the tests: moto's standalone server on 127.0.0.1, and a relay in
-front of it that a test can cut, as a network or an endpoint failing mid-command would."""
+"""A real AWS endpoint (S3, Glue) for the tests: moto's standalone server on 127.0.0.1, and a relay
+in front of it that a test can cut, as a network or an endpoint failing mid-command would."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -30,13 +31,15 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def moto_server():
-    """moto's S3 server in its own process; yields its port."""
+def moto_server(module: str = "moto.server"):
+    """moto's server (S3, Glue, ...) in its own process; yields its port. ``module`` may name a
+    wrapper that corrects it first (tests.moto_glue)."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[1],
     )
     try:
         wait_for_port(port)

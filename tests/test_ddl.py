@@ -18,6 +18,8 @@ def statements(text: str) -> dict[str, str]:
     """Table name -> its statement, from the '-- name (zone): grain' headers."""
     out = {}
     for block in text.strip().split("\n\n"):
+        if "CREATE" not in block.split("\n", 1)[-1]:  # a note, not a table's statement
+            continue
         header, body = block.split("\n", 1)
         out[header.removeprefix("-- ").split(" ")[0]] = body
     return out
@@ -45,9 +47,33 @@ def test_athena_landing_reads_the_raw_json_and_the_rest_is_iceberg():
     assert "`timestamp` BIGINT" in landing and "`user` STRING" in landing  # reserved words quoted, Hive types
     curated = by_table["machine_learning_curated"]
     assert "'table_type' = 'ICEBERG'" in curated
-    assert "LOCATION 's3://bucket/stedi/iceberg/stedi/machine_learning_curated'" in curated
+    # new, empty tables: never in the folder of a table stedi writes (and deletes unused files of)
+    assert "LOCATION 's3://bucket/stedi/athena/machine_learning_curated'" in curated
     for statement in by_table.values():
         sqlglot.parse_one(statement, dialect="hive")  # well-formed Hive DDL
+
+
+def test_athena_ddl_says_it_creates_new_empty_tables_and_points_to_glue():
+    text = ddl("athena", "s3://bucket/stedi")
+    note = text.split("\n\n", 1)[0]
+    assert "NEW, EMPTY Iceberg table" in note and "registered in the Glue Data Catalog" in note
+    assert "--catalog-uri glue://DATABASE" in note
+    assert all(line.startswith("--") for line in note.splitlines())  # runs as SQL: comments only
+    assert "iceberg/stedi" not in text
+
+
+@pytest.mark.parametrize("dialect", ["athena", "spark"])
+def test_timestamps_are_what_the_dialect_creates(dialect):
+    """Athena creates Iceberg timestamp columns only (microseconds, no time zone)."""
+    by_table = statements(ddl(dialect, "s3://bucket/stedi"))
+    timestamps = [(n, col.name) for n, c in load_contracts().items() if c.zone != "landing" for col in c.columns if col.sql_type == "TIMESTAMP"]
+    assert timestamps
+    for name, column in timestamps:
+        line = next(line for line in by_table[name].splitlines() if line.strip().startswith(f"`{column}`"))
+        assert line.split()[1] == "TIMESTAMP", line
+    for statement in by_table.values():
+        for other in ("WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMP_LTZ", "TIMESTAMP(3)"):
+            assert other not in statement.upper()
 
 
 def test_spark_ddl_parses():
