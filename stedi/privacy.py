@@ -113,10 +113,10 @@ def _spark_normalise(df: Any, column: str) -> Any:
     """:func:`normal_form` of a Spark column: printable ASCII trimmed of spaces and lower-cased in
     Spark, every other distinct value through the Python function (a UDF over the few distinct
     values, joined back), so the executors run the same rule as everything else."""
-    from pyspark.sql import functions as F
+    import sys
 
     import pyspark.cloudpickle
-    import sys
+    from pyspark.sql import functions as F
 
     # the executors get the function itself (and the few constants it reads), not a reference to
     # stedi, which they need not have installed

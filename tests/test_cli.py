@@ -152,7 +152,7 @@ def test_run_shows_progress_on_a_terminal(etl, monkeypatch):
 
     from rich.console import Console
 
-    import stedi.cli as cli_module
+    import stedi.cli.output as cli_module
 
     screen = _io.StringIO()
     monkeypatch.setattr(cli_module, "_is_terminal", lambda: True)

@@ -22,10 +22,11 @@ from stedi.errors import ConfigError, StediError
 from stedi.locks import BucketLock
 from stedi.warehouse import Change, Warehouse
 from tests.conftest import SAMPLE
+from tests.factories import KEY as FACTORY_KEY
 from tests.s3 import moto_server
 from tests.test_object_storage import assert_same, ok, one_line_error, state
 
-KEY = "k" * 32
+KEY = FACTORY_KEY.decode()
 
 
 @pytest.fixture(scope="module")

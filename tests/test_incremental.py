@@ -11,10 +11,9 @@ must change nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import itertools
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl

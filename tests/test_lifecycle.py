@@ -6,7 +6,10 @@ of the surviving data, and nobody forgotten is anywhere in the warehouse."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import json
+import secrets
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -18,16 +21,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from polars.testing import assert_frame_equal
 
-import dataclasses
-import json
-import secrets
-
 from stedi.audit import audit
 from stedi.config import CONSENT_SCOPES, Settings
-from stedi.privacy import normal_form
-from stedi.rotation import rotate_key
 from stedi.erasure import forget
 from stedi.ingest import ingest
+from stedi.privacy import normal_form
+from stedi.rotation import rotate_key
 from stedi.runner import load_jobs, run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, T0, customer, reading, step, warehouse_mentions, write_landing

@@ -15,10 +15,11 @@ from stedi.config import Settings
 from stedi.contracts import load_contracts
 from stedi.warehouse import Warehouse
 from tests.conftest import SAMPLE
+from tests.factories import KEY as FACTORY_KEY
 from tests.readers import assert_plain_iceberg_files, assert_readers_agree
 from tests.s3 import moto_server
 
-KEY = "k" * 32
+KEY = FACTORY_KEY.decode()
 
 
 def build(warehouse: str, catalog: str | None = None) -> None:

@@ -60,8 +60,9 @@ def test_an_executor_without_stedi_writes_and_reads_the_files(tmp_path):
 
 def test_a_batch_is_conformed_to_the_contract():
     c = contract("customers_curated")
-    batch = pa.RecordBatch.from_pylist([{"lastUpdateDate": 2, "customer_key": "k"}])
+    batch = pa.RecordBatch.from_pylist([{"accelerometer_readings": 2, "customer_key": "k"}])
     got = spark_files.conform(batch, c.arrow_schema())
     assert got.schema.names == c.column_names
-    assert got.column(c.column_names.index("lastUpdateDate")).to_pylist() == [2]
-    assert got.column(c.column_names.index("serialNumber")).null_count == 1
+    assert got.column(c.column_names.index("accelerometer_readings")).to_pylist() == [2]
+    assert got.schema.field("accelerometer_readings").type == pa.int64()
+    assert got.column(c.column_names.index("first_reading_day")).null_count == 1

@@ -1,0 +1,5 @@
+"""``python -m stedi.cli``."""
+
+from stedi.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""How the commands print: tables on stdout, progress and the audit's findings on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import click
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    # On a terminal rich fits the screen; into a pipe or file, print tables whole.
+    return Console(stderr=stderr, highlight=False, width=None if stream.isatty() else 240)
+
+
+
+def _fail_on(violations: list, message: str) -> None:
+    """Print the audit's violations on stderr and exit 1 with ``message``, if there are any."""
+    if violations:
+        err = _console(stderr=True)
+        for v in violations:
+            err.print(f"  - {v}", soft_wrap=True)
+        raise click.ClickException(f"{message}; listed above")
+
+
+def _is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _progress(total: int):
+    """A progress bar on stderr over the jobs, only on a terminal; yields the runner's callback."""
+    if not _is_terminal():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("run", total=total)
+
+        def notify(job: str, state: str) -> None:
+            bar.update(task, description=f"{job}: {state}", advance=1 if state in ("done", "unchanged") else 0)
+
+        yield notify
+
+
+def _print_table(title: str | None, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Rows as a table on stdout; numbers right-aligned, None as NULL."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    numeric = [
+        any(isinstance(r[i], int | float) for r in rows) and all(r[i] is None or isinstance(r[i], int | float) for r in rows)
+        for i in range(len(columns))
+    ]
+    for name, right in zip(columns, numeric, strict=True):
+        table.add_column(name, justify="right" if right else "left", overflow="fold")  # never cut a value
+    for row in rows:
+        table.add_row(*("NULL" if v is None else str(v) for v in row))
+    _console().print(table)
+
