@@ -34,10 +34,12 @@ ENV_VARS = {
     "new_pseudonym_key": "STEDI_NEW_PSEUDONYM_KEY",
     "suppression_key": "STEDI_SUPPRESSION_KEY",
     "consent_scope": "STEDI_CONSENT_SCOPE",
+    "zone": "STEDI_ZONE",
+    "tables": "STEDI_TABLES",
 }
 
 #: Settings a warehouse's ``stedi.toml`` may hold (the warehouse's location and key may not).
-FILE_SETTINGS = ("catalog_uri", "consent_scope")
+FILE_SETTINGS = ("catalog_uri", "consent_scope", "zone", "tables")
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class Settings:
         (``.stedi/suppression.key`` once the key was rotated, else the pseudonym key). See :mod:`stedi.keys`.
     consent_scope
         ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
+    zone
+        What a reader sees (:mod:`stedi.zones`): ``all`` (default), or ``landing``, ``trusted``,
+        ``curated``: that zone and those after it, no system table.
+    tables
+        Tables a reader limited to a zone sees besides (e.g. ``step_trainer_trusted``).
     """
 
     warehouse: Path | str = Path(DEFAULT_WAREHOUSE)
@@ -71,8 +78,16 @@ class Settings:
     new_pseudonym_key: str | None = field(default=None, repr=False)
     suppression_key: str | None = field(default=None, repr=False)
     consent_scope: str = CONSENT_SCOPES[0]
+    zone: str = "all"
+    tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.zone not in ("all", "landing", "trusted", "curated"):  # stedi.zones.ZONE_CHOICES
+            raise ConfigError(f"zone must be one of all, landing, trusted, curated, not {self.zone!r}")
+        if isinstance(self.tables, str):  # from the environment: comma-separated
+            object.__setattr__(self, "tables", tuple(t.strip() for t in self.tables.split(",") if t.strip()))
+        elif not isinstance(self.tables, tuple):
+            object.__setattr__(self, "tables", tuple(self.tables))
         if self.consent_scope not in CONSENT_SCOPES:
             raise ConfigError(f"consent scope must be one of {', '.join(CONSENT_SCOPES)}, not {self.consent_scope!r}")
 
@@ -118,9 +133,15 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
     layered.update({k: v for k, v in overrides.items() if v is not None})
     given = str(layered.get("warehouse", DEFAULT_WAREHOUSE))
     warehouse: Path | str = normalise(given) if is_remote(given) else Path(given).expanduser()
-    values = read_settings_file(warehouse) | layered
+    in_file = read_settings_file(warehouse)
+    values = in_file | layered
     values["warehouse"] = warehouse
-    return replace(Settings(), **values)
+    settings = replace(Settings(), **values)
+    if ("zone" in in_file or "tables" in in_file) and ("zone" in layered or "tables" in layered):
+        from stedi.zones import check_ceiling
+
+        check_ceiling(in_file, settings.zone, settings.tables, f"{settings.location}/{SETTINGS_FILE}")
+    return settings
 
 
 def read_settings_file(warehouse: Path | str) -> dict[str, object]:
