@@ -59,10 +59,20 @@ class _Context:
 
     @property
     def warehouse(self):
+        """The warehouse for a writer (created on first use)."""
         if self._wh is None:
             from stedi.warehouse import Warehouse
 
             self._wh = Warehouse.open(self.settings)
+        return self._wh
+
+    @property
+    def reader(self):
+        """The warehouse for a reader: it must exist; nothing is created."""
+        if self._wh is None:
+            from stedi.warehouse import Warehouse
+
+            self._wh = Warehouse.open(self.settings, read_only=True)
         return self._wh
 
     def lake(self):

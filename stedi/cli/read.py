@@ -313,8 +313,7 @@ def audit(obj: _Context) -> None:
     """
     from stedi.audit import audit as run_audit
 
-    obj.lake().check_exists()  # a warehouse that does not exist is one line, not an empty one created
-    found = run_audit(obj.warehouse, obj.keys(create=False))
+    found = run_audit(obj.reader, obj.reader.keys(create=False))
     _fail_on(found, f"the audit found {len(found)} privacy violation(s)")
     _console().print("audit passed: no privacy violation found")
 
