@@ -149,7 +149,7 @@ def cli(ctx: click.Context, warehouse: str | None, catalog_uri: str | None) -> N
 def add_warehouse_options(group: click.Group) -> None:
     """Give every command of ``group`` ``--warehouse`` and ``--catalog-uri`` after its name (those
     that declare them already keep theirs)."""
-    for command in group.commands.values():
+    for name, command in group.commands.items():
         names = {p.name for p in command.params}
-        if "warehouse" not in names:
+        if "warehouse" not in names and name != "generate":  # generate writes files, not a warehouse
             command.params += warehouse_options(lambda: None).__click_params__

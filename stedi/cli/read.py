@@ -148,10 +148,13 @@ def tables(obj: _Context, fmt: str) -> None:
         [
             (s.name, s.zone, s.snapshot.rows if s.snapshot else 0, _when(s.snapshot.timestamp_ms) if s.snapshot else "never")
             if s.problem is None
-            else (s.name, s.zone, None, f"unreadable: {s.problem}")
+            else (s.name, s.zone, None, "unreadable")
             for s in states
         ],
     )
+    bad = [s for s in states if s.problem]
+    if bad:
+        raise StediError(f"{len(bad)} table(s) cannot be read: " + "; ".join(s.problem for s in bad))
 
 
 def _iso(ms: int) -> str:
