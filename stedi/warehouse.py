@@ -128,8 +128,9 @@ class Staged:
 class Warehouse:
     """Access to one warehouse's tables and files. Build one per process with :meth:`open`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, read_only: bool = False):
         self.settings = settings
+        self.read_only = read_only  # a reader's: creates no folder, table or catalog entry
         self.files = Storage(settings.warehouse)
         self.location = self.files.location  # an absolute path, or s3://bucket/prefix
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
@@ -137,8 +138,21 @@ class Warehouse:
         self._lease: BucketLock | None = None  # the bucket's lock, held with a Glue catalog
 
     @classmethod
-    def open(cls, settings: Settings) -> Warehouse:
-        wh = cls(settings)
+    def open(cls, settings: Settings, read_only: bool = False) -> Warehouse:
+        """The warehouse ``settings`` name. ``read_only``: for a reader, which must find one there
+        (:meth:`stedi.lakeview.Lake.check_exists`) and creates nothing, nor finishes a half-done commit."""
+        wh = cls(settings, read_only)
+        if read_only:
+            from stedi.lakeview import Lake
+
+            Lake(settings).check_exists()
+            return wh
+        from stedi.lakeview import Lake, WarehouseMissing
+
+        try:  # a lost catalog beside the tables' metadata: say how to rebuild it, never start an empty one
+            Lake(settings).check_exists()
+        except WarehouseMissing:
+            pass  # a new warehouse: a writer creates it
         wh.files.ensure()
         wh.settle()
         return wh
@@ -161,7 +175,7 @@ class Warehouse:
     # -- catalog ---------------------------------------------------------------------------------
     @cached_property
     def catalog(self) -> Catalog:
-        if not self.files.remote:
+        if not self.files.remote and not self.read_only:
             Path(self.files.path("iceberg")).mkdir(parents=True, exist_ok=True)
             uri = self.settings.catalog_url
             if uri.startswith("sqlite:///") and self.settings.catalog_uri is None:  # the warehouse's own catalog.db
@@ -195,6 +209,9 @@ class Warehouse:
                     table = self.catalog.load_table(ident)
                 except NoSuchTableError:
                     location = self.files.url(f"iceberg/{NAMESPACE}/{name}")
+                    if self.read_only:  # a reader sees a table never written as empty, and creates nothing
+                        self._tables[name] = _never_written(ident, c, location, self.catalog)
+                        return self._tables[name]
                     table = self.catalog.create_table_if_not_exists(
                         ident, c.iceberg_schema(), location=location, properties=table_properties(c)
                     )
@@ -206,7 +223,7 @@ class Warehouse:
                     f"the catalog {self.catalog_name} holds the tables of another warehouse "
                     f"({table.location()}), not of {self.location}: give each warehouse its own catalog database"
                 )
-            self._tables[name] = _up_to_contract(table, c)
+            self._tables[name] = table if self.read_only else _up_to_contract(table, c)
         return self._tables[name]
 
     # -- keys --------------------------------------------------------------------------------------
@@ -470,6 +487,19 @@ class Warehouse:
                 table.overwrite(contract(name).arrow_schema().empty_table())
         elif current is None or current.snapshot_id != snapshot_id:
             table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+
+
+def _never_written(ident: str, c: Contract, location: str, catalog: Catalog) -> Table:
+    """An empty table of contract ``c`` that exists only in memory (no file, no catalog row)."""
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+    from pyiceberg.table import StaticTable
+    from pyiceberg.table.metadata import new_table_metadata
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+    meta = new_table_metadata(c.iceberg_schema(), UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER, location, table_properties(c))
+    from pyiceberg.io import load_file_io
+
+    return StaticTable(tuple(ident.split(".")), meta, "", load_file_io(catalog.properties, location), catalog)
 
 
 def _up_to_contract(table: Table, c: Contract) -> Table:
