@@ -3,6 +3,8 @@ people who stay keep time travel; ordinary snapshots are kept for the configured
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from pathlib import Path
 
@@ -53,9 +55,9 @@ def withdrawn(tmp_path):
     steps = [step(p["serialNumber"], T0 + i) for p in (ann, bea) for i in range(3)]
     ingest(wh, write_landing(tmp_path / "b1", [bea, ann], readings, steps, name="b1"), KEY)
     first = run(wh, KEY)
-    snapshots = {"first": {n: wh.table(n).current_snapshot().snapshot_id for n in CONSENT_FILTERED}}
+    snapshots = {"first": {n: wh.table(n).current_snapshot().snapshot_id for n in CONSENT_FILTERED}, "first_run": first.run_id}
     ingest(wh, write_landing(tmp_path / "b2", [ann | {"lastUpdateDate": T0 + 1000, "shareWithResearchAsOfDate": T0 + 1000}], name="b2"), KEY)
-    run(wh, KEY)
+    snapshots["consented_run"] = run(wh, KEY).run_id
     assert ann["email"].lower() in set(wh.scan("customer_trusted").collect()["email"])  # Ann is in now
     snapshots["consented"] = {n: wh.table(n).current_snapshot().snapshot_id for n in CONSENT_FILTERED}
     ingest(wh, write_landing(tmp_path / "b3", [ann | {"lastUpdateDate": T0 + 2000, "shareWithResearchAsOfDate": None}], name="b3"), KEY)
@@ -92,6 +94,20 @@ def test_the_people_who_stay_keep_time_travel(withdrawn):
     assert table.scan(snapshot_id=before_ann).to_arrow()["email"].to_pylist() == [bea["email"].lower()]
     for name in ("customer_landing", "ingest_manifest"):  # landing keeps its history (within retention)
         assert len(wh.table(name).metadata.snapshots) == 3, name
+
+
+def test_sql_as_of_says_expired_rather_than_show_another_state(withdrawn):
+    wh, _, bea, _, _, snapshots = withdrawn
+    env = {"STEDI_PSEUDONYM_KEY": KEY.decode()}
+
+    def as_of(run_id: str):
+        return CliRunner().invoke(cli, ["--warehouse", str(wh.root), "sql", "--format", "csv", "--as-of", run_id, "SELECT email FROM customer_trusted"], env=env)
+
+    gone = as_of(snapshots["consented_run"])  # the run that let Ann in: its customer_trusted is gone
+    assert gone.exit_code == 1 and "expired" in gone.output and len(gone.output.strip().splitlines()) == 1
+    kept = as_of(snapshots["first_run"])
+    assert kept.exit_code == 0, kept.output
+    assert list(csv.reader(io.StringIO(kept.output))) == [["email"], [bea["email"].lower()]]
 
 
 def test_ordinary_snapshots_are_kept_for_the_retention_days(tmp_path):
