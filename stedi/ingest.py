@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi import maintenance, parse, privacy
+from stedi import framing, maintenance, parse, privacy, properties
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import SourceError, StediError
 from stedi.storage import filesystem, normalise, storage_error
@@ -207,7 +207,7 @@ def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], skipped: list[FileR
     at_start = frozenset(known)
     number = _batch_number(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    props = {"stedi.batch-id": batch.batch_id}
+    props = {properties.BATCH_ID: batch.batch_id}
     copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []
@@ -223,13 +223,13 @@ def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], skipped: list[FileR
         if f.sha256 not in at_start:
             copies.append(f.stored_path)  # list.append is atomic: safe from the workers
             wh.files.write(f.stored_path, data)
-            plain = parse.decompress(data, str(path))
+            plain = framing.decompress(data, str(path))
             c = contract(tables[name])
             f.parsed = parse.parse(c, plain, f.stored_path, now, batch.batch_id)
             if suppress:
                 changes = suppress.changes(c, *f.parsed, plain)
                 if changes:
-                    new_plain, _ = parse.replace_records(plain, changes)
+                    new_plain, _ = framing.replace_records(plain, changes)
                     new = gzip.compress(new_plain, mtime=0) if path.compressed else new_plain
                     wh.files.write(f.stored_path, new)
                     f.parsed = parse.parse(c, new_plain, f.stored_path, now, batch.batch_id)
@@ -405,7 +405,7 @@ class Suppression:
                 if value is not None and self.erased(privacy.identifiers_in(value)):
                     mentioning.update(pc.filter(good["_line_number"], pc.equal(values, value)).to_pylist())
         if mentioning - set(changes):
-            lines = parse.records_text(plain).split(b"\n")
+            lines = framing.records_text(plain).split(b"\n")
             for n in sorted(mentioning - set(changes)):
                 changes[n] = privacy.redact_json(lines[n - 1].decode("utf-8").rstrip("\r"), self.erased)
         return changes

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stedi.errors import StediError, first_line
+from stedi.properties import RUN_ID
 
 if TYPE_CHECKING:
     from stedi.config import Settings
@@ -29,8 +30,7 @@ if TYPE_CHECKING:
 #: The catalog's name and namespace of stedi's tables in a SQL catalog (see stedi.catalogs).
 SQL_NAMESPACE = "stedi"
 OWNER = "stedi.warehouse"
-JOURNAL = ".stedi/commit-journal.json"
-RUN_ID = "stedi.run-id"
+JOURNAL = ".stedi/commit-journal.json"  # stedi.journal.JOURNAL (that module imports pyiceberg)
 
 
 class WarehouseMissing(StediError):
@@ -197,13 +197,12 @@ class Lake:
         return {k: v for k, v in rows.items() if v}, owner[0] if owner else None
 
     def _glue_pointers(self) -> dict[str, str]:
+        from pyiceberg.catalog.glue import GlueCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
         from stedi.catalogs import GLUE_ATTEMPTS, catalog_error, catalog_errors, namespace
         from stedi.contracts import load_contracts
         from stedi.storage import aws_settings
-
-        from pyiceberg.catalog.glue import GlueCatalog
 
         props = aws_settings()
         if "s3.region" in props:
