@@ -145,7 +145,7 @@ def test_ctrl_c_is_one_line_and_exit_130(built, monkeypatch):
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stedi.query, "sql", interrupted)
+    monkeypatch.setattr(stedi.query, "run", interrupted)
     result = etl(built, "sql", "SELECT 1")
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: nothing more was done"
