@@ -107,14 +107,36 @@ def test_csv_of_lists_and_structs(built):
 
 
 def test_a_screenful_on_a_terminal_and_a_note_of_the_rest(built, monkeypatch):
+    import os
+    import shutil as sh
+
     from stedi.cli import read
 
-    monkeypatch.setattr(read.sys.stdout, "isatty", lambda: True, raising=False)
-    result = etl(built, "sql", "--limit", "5", "SELECT * FROM range(50) t(i)")
+    monkeypatch.setattr(read, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(sh, "get_terminal_size", lambda *a: os.terminal_size((100, 30)))
+    result = etl(built, "sql", "SELECT * FROM range(50) t(i)")
     assert result.exit_code == 0
-    assert "50 row(s); 45 not shown" in result.stdout
+    assert "50 row(s); 28 not shown (--limit N shows N, --limit 0 all)" in result.stdout  # 30 lines - 8
+    assert "45 not shown" in etl(built, "sql", "--limit", "5", "SELECT * FROM range(50) t(i)").stdout
+    assert "not shown" not in etl(built, "sql", "--limit", "0", "SELECT * FROM range(50) t(i)").stdout
     assert len(etl(built, "sql", "--format", "csv", "SELECT * FROM range(50) t(i)").stdout.splitlines()) == 51
-    assert "45 not shown" not in etl(built, "sql", "--limit", "0", "SELECT * FROM range(50) t(i)").stdout
+    monkeypatch.setattr(read, "_stdout_is_terminal", lambda: False)
+    assert "not shown" not in etl(built, "sql", "SELECT * FROM range(50) t(i)").stdout  # a pipe gets every row
+
+
+def test_forget_dry_run_changes_nothing_and_says_what_would_go(built, tmp_path):
+    import hashlib
+
+    def tree(root):
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"}
+
+    email = json.loads((SAMPLE / "customer" / "landing").glob("*.json").__next__().read_text().splitlines()[0])["email"]
+    before = tree(built)
+    result = etl(built, "forget", "--dry-run", "--email", email)
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing changed" in result.stdout and "would be erased" in result.stdout
+    assert "snapshot(s) would be expired" in result.stdout
+    assert tree(built) == before
 
 
 def test_a_corrupt_metadata_file_breaks_only_its_table(damaged):

@@ -112,11 +112,15 @@ def _csv_cell(v) -> str:
     return _quoted(str(v)) if isinstance(v, str) else str(v)
 
 
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
 def _print_result(result, limit: int | None) -> None:
     import shutil
 
-    if limit is None:
-        limit = max(shutil.get_terminal_size().lines - 8, 5) if sys.stdout.isatty() else 0
+    if limit is None:  # a screenful on a terminal (the header, the note and the prompt fit too)
+        limit = max(shutil.get_terminal_size().lines - 8, 5) if _stdout_is_terminal() else 0
     shown = result.rows if limit == 0 else result.rows[:limit]
     _print_table(None, result.columns, shown)
     left = result.num_rows - len(shown)
