@@ -171,3 +171,36 @@ def test_ctrl_c_is_one_line_and_exit_130(built, monkeypatch):
     result = etl(built, "sql", "SELECT 1")
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: nothing more was done"
+
+
+def test_a_mistyped_option_is_not_taken_for_sql(built):
+    one_line(etl(built, "sql", "--limt", "5", "SELECT 1"), "no such option: --limt")
+
+
+def test_options_after_the_command_name(built, tmp_path):
+    result = CliRunner().invoke(cli, ["tables", "--format", "json", "--warehouse", str(built)])
+    assert result.exit_code == 0 and json.loads(result.stdout)
+    fresh = tmp_path / "after"
+    result = CliRunner().invoke(cli, ["ingest", str(SAMPLE), "--warehouse", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert (fresh / "catalog.db").exists()
+
+
+def test_wide_rows_print_as_records_on_100_columns(monkeypatch):
+    from rich.console import Console
+
+    from stedi.cli import output
+
+    sink = io.StringIO()
+    monkeypatch.setattr(output, "_console", lambda stderr=False: Console(file=sink, width=100, highlight=False))
+    columns = tuple(f"column_number_{i}" for i in range(12))
+    values = tuple(f"value-{i}-" + "x" * 20 for i in range(12))
+    output._print_table(None, columns, [values])
+    lines = sink.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    for name, value in zip(columns, values, strict=True):
+        assert any(line.startswith(name) and line.endswith(value) for line in lines)  # each value whole, on its line
+    sink.truncate(0)
+    sink.seek(0)
+    output._print_table(None, ("a", "b"), [(1, "two")])
+    assert "┃ a ┃ b" in sink.getvalue()  # a narrow table stays a table

@@ -19,5 +19,11 @@ def main() -> None:
     # Arrow's default allocator (mimalloc) returns and re-faults memory so often on large ingests that
     # the kernel time dominates; the system allocator measured 15-20 % faster end to end (BENCHMARKS.md).
     os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
-    cli(prog_name="stedi-etl")
+    try:
+        cli(prog_name="stedi-etl")
+    except KeyboardInterrupt:  # before a command's own handling (while importing, parsing)
+        import sys
+
+        print("interrupted: nothing more was done", file=sys.stderr)
+        sys.exit(130)
 

@@ -22,6 +22,11 @@ def _query_text(query: tuple[str, ...], file: str | None) -> str:
         return sys.stdin.read()
     if not query:
         raise StediError('no query: give one, e.g. stedi-etl sql "SELECT count(*) FROM customers_curated", or --file, or - for stdin')
+    import re
+
+    for word in query:  # a mistyped option, not a comment (a comment holds a space or a newline)
+        if re.fullmatch(r"--[A-Za-z][\w-]*(=\S*)?", word):
+            raise StediError(f"no such option: {word.split('=')[0]} (see stedi-etl sql --help)")
     return " ".join(query)
 
 
