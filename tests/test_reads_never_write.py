@@ -145,3 +145,27 @@ def test_a_moved_warehouse_opens_at_its_new_place_after_relocate(tmp_path):
     assert result.exit_code == 0, result.output
     assert etl(new, "audit").exit_code == 0
     assert counts(new)["customer_trusted"] == expected["customer_trusted"]
+
+
+def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path):
+    import json
+
+    first = tmp_path / "first"
+    shutil.copytree(SAMPLE, first)
+    for extra in sorted((first / "customer" / "landing").glob("*.json"))[1:]:
+        extra.unlink()
+    root = tmp_path / "wh"
+    assert etl(root, "ingest", str(first)).exit_code == 0
+    assert etl(root, "ingest", str(SAMPLE)).exit_code == 0
+    history = json.loads(etl(root, "history", "customer_landing", "--format", "json").stdout)
+    assert len(history) == 2
+    # as a writer killed between the tables of one commit leaves it: the snapshot to go back to
+    journal = root / ".stedi" / "commit-journal.json"
+    journal.write_text(json.dumps({"before": {"customer_landing": history[0]["snapshot_id"]}}))
+    before = state(root)
+    result = etl(root, "sql", "--format", "csv", "SELECT count(*) AS n FROM customer_landing")
+    assert result.exit_code == 0 and int(result.stdout.split()[1]) == history[0]["rows"]
+    assert state(root) == before and journal.exists()  # a reader finishes nothing
+    assert etl(root, "run").exit_code == 0  # a writer puts the table back, then runs
+    assert not journal.exists()
+    assert json.loads(etl(root, "describe", "customer_landing", "--format", "json").stdout)["rows"] == history[0]["rows"]
