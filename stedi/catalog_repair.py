@@ -60,14 +60,10 @@ def repair(settings: Settings) -> list[str]:
         newest = newest_metadata(folder)
         if newest is None:
             raise StediError(f"table {name}: no readable metadata file in {folder}")
-        location = json.loads(newest.read_bytes())["location"]
-        if not location.removeprefix("file://").startswith(str(root) + "/"):
-            raise StediError(
-                f"table {name}'s metadata places it at {location}, not in {root}: the folder was moved; "
-                f"`stedi-etl relocate --warehouse {root}` after the repair points it here"
-            )
         wh.catalog.register_table(ident, f"file://{newest}")
         done.append(name)
+    if done:
+        relocate(settings)  # metadata written at another place (a folder moved, then its catalog lost)
     return done
 
 
@@ -96,13 +92,15 @@ def relocate(settings: Settings) -> list[str]:
             for name, location in rows:
                 if not location:
                     continue
-                old = _old_root(location, name)
-                if old == new:
+                here = _here(root, location, name)
+                try:
+                    table_root = json.loads(here.read_bytes())["location"]
+                except (OSError, ValueError, KeyError) as err:
+                    raise StediError(f"table {name}: cannot read {here} ({first_line(err)})") from err
+                old = _old_root(table_root, name)
+                if old == new and location == f"file://{here}":
                     continue
-                here = root / Path(location.removeprefix(old + "/"))
-                if not here.exists():
-                    raise StediError(f"table {name}: {here} is missing: copy the whole warehouse folder, then relocate")
-                moved = _rewrite_table(here, old, new)
+                moved = _rewrite_table(here, old, new) if old != new else f"file://{here}"
                 conn.execute(
                     text(
                         "UPDATE iceberg_tables SET metadata_location = :m, previous_metadata_location = NULL "
@@ -134,12 +132,24 @@ def _local_root(settings: Settings, what: str) -> Path:
     return root
 
 
-def _old_root(location: str, name: str) -> str:
-    """The warehouse root a metadata URI was written under (``<root>/iceberg/<ns>/<table>/metadata/...``)."""
-    m = re.match(rf"^(.*)/iceberg/[^/]+/{re.escape(name)}/metadata/[^/]+$", location)
+def _old_root(table_location: str, name: str) -> str:
+    """The warehouse root a table's location names (``<root>/iceberg/<ns>/<table>``)."""
+    m = re.match(rf"^(.*)/iceberg/[^/]+/{re.escape(name)}/?$", table_location)
     if m is None:
-        raise StediError(f"cannot tell the warehouse of {location}")
+        raise StediError(f"cannot tell the warehouse of table {name} at {table_location}")
     return m.group(1)
+
+
+def _here(root: Path, metadata_location: str, name: str) -> Path:
+    """The metadata file a catalog row names, found in this folder (where the warehouse is now)."""
+    path = metadata_location.removeprefix("file://")
+    tail = re.search(rf"/iceberg/[^/]+/{re.escape(name)}/metadata/[^/]+$", path)
+    if tail is None:
+        raise StediError(f"cannot tell where table {name}'s metadata {metadata_location} is in {root}")
+    here = Path(f"{root}{tail.group(0)}")
+    if not here.exists():
+        raise StediError(f"table {name}: {here} is missing: copy the whole warehouse folder, then relocate")
+    return here
 
 
 def _swap(value, old: str, new: str):

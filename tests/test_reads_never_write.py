@@ -169,3 +169,17 @@ def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path):
     assert etl(root, "run").exit_code == 0  # a writer puts the table back, then runs
     assert not journal.exists()
     assert json.loads(etl(root, "describe", "customer_landing", "--format", "json").stdout)["rows"] == history[0]["rows"]
+
+
+def test_a_moved_warehouse_that_lost_its_catalog_too(tmp_path):
+    old = built(tmp_path / "old")
+    expected = counts(old)
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    (new / "catalog.db").unlink()
+    assert "stedi-etl repair" in etl(new, "tables").stderr
+    result = etl(new, "repair")
+    assert result.exit_code == 0, result.output
+    assert counts(new) == expected
+    result = etl(new, "audit")
+    assert result.exit_code == 0, result.output
