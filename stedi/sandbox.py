@@ -176,6 +176,8 @@ def explain(err: BaseException, tables: list[str]) -> QueryError:
     import duckdb
 
     text = first_line(err)
+    if text.startswith("Invalid Input Error: table "):  # a table that cannot be read says why (its view's error())
+        return QueryError(text.removeprefix("Invalid Input Error: "))
     if isinstance(err, duckdb.PermissionException) or "external access" in text or "disabled" in text:
         return QueryError(f"{REFUSED}, no other file ({text})")
     if "configuration has been locked" in text:
