@@ -335,12 +335,16 @@ class Lake:
             if state.problem or not state.metadata:
                 continue
             log = [e for e in state.metadata.get("snapshot-log", ()) if e["timestamp-ms"] <= when]
-            if not log:
-                state.snapshot = None  # the table had no rows then
-                continue
-            state.snapshot = state.snapshot_by_id(log[-1]["snapshot-id"])
-            if state.snapshot is None:
+            then = state.snapshot_by_id(log[-1]["snapshot-id"]) if log else None
+            # The snapshot after it (in the table's history) must be its child: else some snapshot in
+            # between was expired, and it may have been the one current then (pyiceberg drops expired
+            # snapshots from the log too). Likewise a first snapshot whose parent is gone.
+            after = sorted((x for x in state.snapshots if x.timestamp_ms > when), key=lambda x: x.timestamp_ms)
+            expected = then.id if then is not None else None
+            if (log and then is None) or (after and after[0].parent_id != expected):
                 state.problem = f"table {name} as of {run_id} has expired (retention removed that snapshot)"
+                continue
+            state.snapshot = then  # None: the table had no rows then
 
     def _run_logged(self, run_id: str) -> bool:
         state = self.state("run_log")

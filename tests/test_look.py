@@ -128,7 +128,8 @@ def test_history_lists_what_each_run_did(two_runs):
     entries = json.loads(result.stdout)
     assert len(entries) == 2 and all(e["by"].startswith("ingest ") for e in entries)
     assert entries[1]["current"] and entries[1]["rows"] == entries[0]["rows"] + entries[1]["added"]
-    trusted = json.loads(etl(root, "history", "customer_trusted", "--format", "json").stdout)
+    # (the consent history holds everyone: no withdrawal expires its snapshots, see stedi.retention)
+    trusted = json.loads(etl(root, "history", "customer_consent_history", "--format", "json").stdout)
     assert list(dict.fromkeys(e["by"].split()[0] for e in trusted)) == [first, last]  # an overwrite: delete, then append
     assert all(e["when"].endswith("UTC") and e["when"][:2] == "20" for e in trusted)
 
@@ -154,8 +155,10 @@ def test_as_of_an_expired_run_says_so(two_runs, tmp_path):
     from stedi.warehouse import Warehouse
 
     wh = Warehouse.open(Settings(warehouse=copy))
+    from stedi import maintenance
+
     with wh.lock("test"):
         for name in load_contracts():
-            wh.expire_and_remove_unreferenced(name)
+            maintenance.expire_all_older(wh, name)
     result = etl(copy, "sql", "--as-of", first, "SELECT count(*) FROM customer_trusted")
     assert result.exit_code == 1 and "expired" in result.stderr and len(result.stderr.strip().splitlines()) == 1
