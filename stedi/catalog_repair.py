@@ -11,10 +11,13 @@ there, is never touched. It is idempotent: run again after an interruption, it f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from stedi.config import Settings
@@ -36,14 +39,36 @@ def newest_metadata(folder: Path) -> Path | None:
     return max(found)[2] if found else None
 
 
+@contextlib.contextmanager
+def _held(settings: Settings, root: Path, what: str) -> Iterator[None]:
+    """The writers' lock of the folder, with what is written private at rest (:mod:`stedi.at_rest`)."""
+    from stedi import at_rest, locks
+    from stedi.storage import PRIVATE
+    from stedi.warehouse import LOCK_TIMEOUT_S
+
+    private = root / PRIVATE
+    private.mkdir(mode=0o700, exist_ok=True)
+    busy = f"the warehouse {root} is busy ({{holder}}); try again when it is done"
+    with locks.file_lock(private / "lock", what, time.monotonic() + LOCK_TIMEOUT_S, busy), at_rest.private(root, settings.group):
+        yield
+
+
 def repair(settings: Settings) -> list[str]:
     """Register in the catalog every table of the warehouse folder it does not hold, from its newest
     metadata file (the catalog is created if it is missing). Returns the tables registered."""
+    root = _local_root(settings, "repair")
+    with _held(settings, root, "stedi-etl repair"):
+        done = _register(settings, root)
+    if done:
+        relocate(settings)  # metadata written at another place (a folder moved, then its catalog lost)
+    return done
+
+
+def _register(settings: Settings, root: Path) -> list[str]:
     from pyiceberg.exceptions import NoSuchTableError
 
     from stedi.warehouse import NAMESPACE, Warehouse
 
-    root = _local_root(settings, "repair")
     tables = sorted(p for p in (root / "iceberg" / NAMESPACE).glob("*/metadata") if p.is_dir())
     if not tables:
         raise StediError(f"no Iceberg table under {root / 'iceberg' / NAMESPACE}: nothing to repair")
@@ -62,19 +87,22 @@ def repair(settings: Settings) -> list[str]:
             raise StediError(f"table {name}: no readable metadata file in {folder}")
         wh.catalog.register_table(ident, f"file://{newest}")
         done.append(name)
-    if done:
-        relocate(settings)  # metadata written at another place (a folder moved, then its catalog lost)
     return done
 
 
 def relocate(settings: Settings) -> list[str]:
     """Point the tables of the warehouse at ``settings.location`` at this place, where its folder
     was moved or copied. Returns the tables rewritten."""
+    root = _local_root(settings, "relocate")
+    with _held(settings, root, "stedi-etl relocate"):
+        return _relocate(settings, root)
+
+
+def _relocate(settings: Settings, root: Path) -> list[str]:
     from sqlalchemy import create_engine, text
 
     from stedi.catalogs import OWNER, SQL_NAMESPACE, is_glue
 
-    root = _local_root(settings, "relocate")
     uri = settings.catalog_url
     if is_glue(uri):
         raise ConfigError("relocate works on a SQL catalog; with Glue, register the tables again from their metadata")

@@ -183,3 +183,13 @@ def test_a_moved_warehouse_that_lost_its_catalog_too(tmp_path):
     assert counts(new) == expected
     result = etl(new, "audit")
     assert result.exit_code == 0, result.output
+
+
+def test_relocate_writes_privately(tmp_path):
+    old = built(tmp_path / "old")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    before = {p for p in new.rglob("*")}
+    assert etl(new, "relocate").exit_code == 0
+    written = [p for p in new.rglob("*") if p not in before or p.suffix == ".avro"]
+    assert written and all(p.stat().st_mode & 0o077 == 0 for p in written), [oct(p.stat().st_mode) for p in written]
