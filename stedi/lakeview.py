@@ -12,6 +12,7 @@ readers never see half a commit, and never finish it (a writer does, under the l
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import posixpath
@@ -133,7 +134,7 @@ class Lake:
             return
         root = Path(self.location)
         if db is None or root not in db.parents:
-            self._pointers  # a catalog outside the folder (PostgreSQL, another file): its failure comes first
+            _ = self._pointers  # a catalog outside the folder (PostgreSQL, another file): its failure comes first
         if not root.is_dir():
             raise WarehouseMissing(
                 f"no warehouse at {root}: check --warehouse (or STEDI_WAREHOUSE); `stedi-etl ingest` or `stedi-etl init` creates one"
@@ -212,13 +213,12 @@ class Lake:
         return {k: v for k, v in rows.items() if v}, owner[0] if owner else None
 
     def _glue_pointers(self) -> tuple[dict[str, str], str | None]:
+        from pyiceberg.catalog.glue import GlueCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
         from stedi.catalogs import GLUE_ATTEMPTS, namespace
         from stedi.contracts import load_contracts
         from stedi.storage import aws_settings
-
-        from pyiceberg.catalog.glue import GlueCatalog
 
         props = aws_settings()
         if "s3.region" in props:
@@ -231,10 +231,8 @@ class Lake:
         except NoSuchNamespaceError:
             return {}, None
         for name in load_contracts():
-            try:
+            with contextlib.suppress(NoSuchTableError):
                 found[name] = catalog.load_table(f"{ns}.{name}").metadata_location
-            except NoSuchTableError:
-                pass
         return found, owner
 
     # -- tables ------------------------------------------------------------------------------------
