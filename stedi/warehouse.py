@@ -130,12 +130,12 @@ class Warehouse:
 
             Lake(settings).check_exists()
             return wh
-        from stedi.lakeview import Lake, WarehouseMissing
+        if not wh.files.remote and settings.catalog_uri is None:
+            from stedi.lakeview import Lake, WarehouseMissing
 
-        try:  # a lost catalog beside the tables' metadata: say how to rebuild it, never start an empty one
-            Lake(settings).check_exists()
-        except WarehouseMissing:
-            pass  # a new warehouse: a writer creates it
+            # a lost catalog.db beside the tables' metadata: say how to rebuild it, never start an empty one
+            with contextlib.suppress(WarehouseMissing):  # a new warehouse: a writer creates it
+                Lake(settings).check_exists()
         wh.files.ensure()
         wh.settle()
         return wh
