@@ -6,6 +6,8 @@ planned by pyiceberg (Iceberg deletes are copy-on-write here, so the data files 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import duckdb
 import pyarrow as pa
 
@@ -18,13 +20,17 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def connect(wh: Warehouse) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per table of the warehouse, named as the table."""
+def connect(wh: Warehouse, tables: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with one view per table of the warehouse, named as the table.
+
+    ``tables``: read only these (a reader that must create nothing passes those the catalog holds);
+    every other table is an empty view. Default: every table, created when missing.
+    """
     con = duckdb.connect()
     if wh.files.remote:  # DuckDB reads s3:// through the warehouse's fsspec filesystem (no httpfs here)
         con.register_filesystem(wh.files.fs)
     for name, c in load_contracts().items():
-        files = wh.data_files(name)
+        files = wh.data_files(name) if tables is None or name in tables else []
         if files:
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             cols = ", ".join(_quote(n) for n in c.column_names)
