@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP    := PIP_DISABLE_PIP_VERSION_CHECK=1 $(BIN)/python -m pip
+## Installs go through uv (from PyPI, put into the virtualenv first): the same packages as pip, several times faster.
+UV      := $(BIN)/uv
+INSTALL := $(UV) pip install --quiet --python $(BIN)/python
 ## What is installed: the product alone (demo), or with the test tools (test); each redone when pyproject.toml changes.
 PRODUCT := $(VENV)/.installed-product
 DEV     := $(VENV)/.installed-dev
@@ -12,20 +14,22 @@ REPORT  ?= report
 
 .PHONY: demo test bench sample clean
 
-$(BIN)/python:
-	@echo "==> creating the virtualenv $(VENV) with $$($(PYTHON) --version)"
-	$(PYTHON) -m venv $(VENV)
+$(UV):
+	@echo "==> creating the virtualenv $(VENV) with $$($(PYTHON) --version), and uv in it to install packages"
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet --disable-pip-version-check uv \
+	  || { $(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install --quiet uv; }
 
 ## The product only: stedi and what it needs to run (no PySpark, no moto, no pytest).
-$(PRODUCT): pyproject.toml | $(BIN)/python
-	@echo "==> installing stedi and what it needs to run into $(VENV) (pip install -e .)"
-	$(PIP) install --quiet -e .
+$(PRODUCT): pyproject.toml | $(UV)
+	@echo "==> installing stedi and what it needs to run (uv pip install -e .)"
+	$(INSTALL) -e .
 	@touch $@
 
 ## The product and the test tools (the dev extras: pytest, hypothesis, PySpark, moto, nbclient, playwright).
-$(DEV): pyproject.toml | $(BIN)/python
-	@echo "==> installing stedi with its test tools into $(VENV) (pip install -e '.[dev]')"
-	$(PIP) install --quiet -e '.[dev]'
+$(DEV): pyproject.toml | $(UV)
+	@echo "==> installing stedi with its test tools (uv pip install -e '.[dev]')"
+	$(INSTALL) -e '.[dev]'
 	@touch $@ $(PRODUCT)
 
 ## Iceberg readers that share no code with stedi (DuckDB 1.5's extension, iceberg-rust, Daft), in their own
