@@ -4,8 +4,10 @@ hostile values stay text, and a real headless Chromium draws its charts without 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -234,3 +236,39 @@ def test_the_training_histograms_count_every_row(warehouse):
         # each bin holds the rows whose value falls in it
         first = group.sort("low").row(0, named=True)
         assert first["rows"] == ml.filter((pl.col(name[0]) >= first["low"]) & (pl.col(name[0]) < first["high"])).height
+
+
+def test_the_report_of_a_warehouse_in_object_storage(monkeypatch, tmp_path):
+    """Through moto's S3 server on 127.0.0.1: the same page, and not an object written to the bucket."""
+    pytest.importorskip("moto")
+    import s3fs
+
+    from tests.s3 import moto_server
+
+    with moto_server() as port:
+        for var in [v for v in os.environ if v.startswith("AWS_")]:
+            monkeypatch.delenv(var)
+        for var, value in {
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(tmp_path / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-aws-credentials"),
+        }.items():
+            monkeypatch.setenv(var, value)
+        bucket = f"stedi-{uuid.uuid4().hex[:12]}"
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        fs.mkdir(bucket)
+        where = ["--warehouse", f"s3://{bucket}/wh", "--catalog-uri", f"sqlite:///{tmp_path}/catalog.db"]
+        result = CliRunner().invoke(cli, [*where, "ingest", "--run", str(SAMPLE)])
+        assert result.exit_code == 0, result.output
+        objects = {p: fs.info(p)["ETag"] for p in fs.find(bucket)}
+        catalog = (tmp_path / "catalog.db").stat().st_mtime_ns
+        result = CliRunner().invoke(cli, [*where, "report", "--out", str(tmp_path / "out")])
+        assert result.exit_code == 0, result.output
+        fs.invalidate_cache()
+        assert {p: fs.info(p)["ETag"] for p in fs.find(bucket)} == objects
+        assert (tmp_path / "catalog.db").stat().st_mtime_ns == catalog
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert f"s3://{bucket}/wh" in page and "1,474" in page and page.count("<svg") >= 6
