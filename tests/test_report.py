@@ -272,3 +272,15 @@ def test_the_report_of_a_warehouse_in_object_storage(monkeypatch, tmp_path):
         assert (tmp_path / "catalog.db").stat().st_mtime_ns == catalog
     page = (tmp_path / "out" / "index.html").read_text()
     assert f"s3://{bucket}/wh" in page and "1,474" in page and page.count("<svg") >= 6
+
+
+def test_the_report_of_a_warehouse_never_run(tmp_path):
+    root = tmp_path / "wh"
+    assert _etl("ingest", str(SAMPLE), warehouse=root).exit_code == 0
+    before = _tree(root)
+    result = _etl("report", "--out", str(tmp_path / "out"), warehouse=root)
+    assert result.exit_code == 0, result.output
+    assert _tree(root) == before
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "No run yet" in page and "No run has evaluated a rule yet" in page and "No readings yet" in page
+    assert "(not created yet)" in page and page.count("<svg") == 3  # the tables, the funnel, the lineage
