@@ -143,7 +143,7 @@ def test_hostile_values_stay_text_and_people_stay_out(report):
     assert "<script" not in page.lower()  # the page has no script of its own, and none got in
     assert not re.search(r"<[^>]+\son\w+\s*=", page)  # nor an event handler
     assert _escaped(f'field "{PAYLOAD}" is given twice') in page  # shown as text, in the table
-    assert "mallory" not in page.lower()  # nobody's email, name or other record
+    assert "mallory" not in page.lower() and "@example.com" not in page  # nobody's email, name or other record
     assert "1990" not in page and "aaaaaaaa" not in page
 
 
@@ -218,16 +218,34 @@ def test_a_headless_browser_draws_every_chart_without_a_console_error(report):
     assert pwned[0] is None and pwned[1].startswith("stedi report")
 
 
-def test_the_training_histograms_count_every_row(warehouse):
+def test_the_lineage_puts_each_table_below_its_inputs():
+    from stedi.report import _lineage
+    from stedi.runner import DERIVED, load_jobs
+
+    _, nodes, edges = _lineage()
+    depth = dict(zip(nodes["name"], nodes["y"], strict=True))
+    feeds = {j.output: j.inputs for j in load_jobs()} | {name: (source,) for name, source in DERIVED.items()}
+    assert set(depth) == set(feeds) | {i for ins in feeds.values() for i in ins}
+    for name, y in depth.items():
+        assert y == (1 + max(depth[i] for i in feeds[name]) if name in feeds else 0), name
+    assert edges.height == sum(len(ins) for ins in feeds.values()) and (edges["y2"] > edges["y"]).all()
+    assert nodes.unique(["x", "y"]).height == nodes.height  # no two nodes drawn on one another
+
+
+def test_the_sensor_charts_count_every_row(warehouse):
     from stedi.config import Settings
     from stedi.query import connect
-    from stedi.report import _histograms, existing_tables, open_read_only
+    from stedi.report import _histograms, _readings_over_time, existing_tables, open_read_only
 
     wh = open_read_only(Settings(warehouse=warehouse))
     con = connect(wh, tables=existing_tables(wh))
     ml = con.sql("SELECT * FROM machine_learning_curated").pl()
+    trusted = {n: con.sql(f"SELECT count(*) FROM {n}").fetchall()[0][0] for n in ("accelerometer_trusted", "step_trainer_trusted")}
     hist = _histograms(con, load_contracts()["machine_learning_curated"])
+    over_time, _, width = _readings_over_time(con, load_contracts())
     con.close()
+    assert dict(over_time.group_by("sensor").agg(pl.col("readings").sum()).iter_rows()) == trusted
+    assert (over_time["time"] % width == 0).all() and over_time.height <= 2 * 61
     assert sorted(hist["column"].unique()) == ["distanceFromObject", "x", "y", "z"]
     for name, group in hist.group_by("column"):
         assert group["rows"].sum() == ml.height
