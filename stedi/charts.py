@@ -67,13 +67,14 @@ def table_rows(tables: pl.DataFrame) -> Chart:
     """Rows of every table (``table``, ``zone``, ``rows``), by zone."""
     import altair as alt
 
+    ticks = [0] + [10**k for k in range(1, len(str(max(int(tables["rows"].max() or 0), 1))) + 1)]
     chart = (
         alt.Chart(tables)
         .mark_bar()
         .encode(
-            x=alt.X("rows:Q", title="rows", scale=alt.Scale(type="symlog")),
+            x=alt.X("rows:Q", title="rows", scale=alt.Scale(type="symlog"), axis=alt.Axis(values=ticks, format=",.0f")),
             y=alt.Y("table:N", sort=None, title=None),
-            color=_zone_colour(),
+            color=_zone_colour(list(tables["zone"].unique(maintain_order=True))),
             tooltip=["table", "zone", "rows"],
         )
         .properties(width=_WIDTH - 160)
@@ -104,7 +105,7 @@ def funnel(customers: pl.DataFrame, readings: pl.DataFrame) -> Chart:
             x=alt.X("readings:Q", title="readings"),
             y=alt.Y("sensor:N", title=None),
             yOffset=alt.YOffset("zone:N", sort=["landing", "trusted", "curated"]),
-            color=_zone_colour(),
+            color=_zone_colour(["landing", "trusted", "curated"]),
             tooltip=["sensor", "zone", "readings"],
         )
         .properties(width=_WIDTH - 220, height=alt.Step(14))
@@ -214,9 +215,9 @@ def _time_format(width_ms: int) -> str:
     return "%m-%d %H:%M" if width_ms < 86_400_000 else "%Y-%m-%d"
 
 
-def _zone_colour() -> alt.Color:
+def _zone_colour(zones: list[str] | None = None) -> alt.Color:
+    """Each zone in its colour (only ``zones`` in the legend, when given)."""
     import altair as alt
 
-    return alt.Color(
-        "zone:N", title="zone", scale=alt.Scale(domain=list(ZONE_COLOURS), range=list(ZONE_COLOURS.values()))
-    )
+    zones = [z for z in ZONE_COLOURS if zones is None or z in zones]
+    return alt.Color("zone:N", title="zone", scale=alt.Scale(domain=zones, range=[ZONE_COLOURS[z] for z in zones]))
