@@ -9,8 +9,9 @@ it, as ``ingest`` counts them). Every value is HTML-escaped by the template (Jin
 charts are SVG drawn here (:mod:`stedi.charts`), the page runs no script and its
 Content-Security-Policy forbids any.
 
-It reads only: a warehouse that does not exist is an error, not created, and a table its catalog does
-not hold yet is shown empty, not created.
+It reads only, as ``sql`` and ``tables`` do (:mod:`stedi.lakeview`, :mod:`stedi.sandbox`): a
+warehouse that does not exist is one line, nothing is created, and a reader limited to a zone
+(:mod:`stedi.zones`) sees that zone's tables only: the sections that need another zone's say so.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from stedi.config import Settings
-    from stedi.warehouse import Warehouse
+    from stedi.lakeview import Lake, TableState
 
 #: The page written into the output folder.
 PAGE = "index.html"
@@ -44,19 +45,26 @@ class TableView:
     snapshot_id: int | None
     exists: bool
 
+    @classmethod
+    def of(cls, state: TableState) -> TableView:
+        snap = state.snapshot
+        when = datetime.fromtimestamp(snap.timestamp_ms / 1000, tz=UTC) if snap else None
+        return cls(state.contract, snap.rows if snap else 0, when, snap.id if snap else None, state.metadata_location is not None)
+
 
 @dataclass(frozen=True)
 class Report:
     location: str
+    zone: str  # the reader's: all, or the zone they are limited to
     generated_at: datetime
     version: str
     tables: list[TableView]
-    customers: list[dict]  # the funnel: step, stage, customers
+    customers: list[dict]  # the funnel: step, stage, customers (the stages the reader may see)
     readings: list[dict]  # sensor, zone, readings
     jobs: list[dict]  # name, inputs, output
-    rules: list[dict]  # table, rule, predicate, action, passed, failed, run_id, mode
-    quarantine: list[dict]  # table, reason, rows
-    runs: list[dict]
+    rules: list[dict] | None  # table, rule, predicate, action, passed, failed, run_id, mode; None: not visible
+    quarantine: list[dict] | None  # table, reason, rows
+    runs: list[dict] | None
     charts: dict[str, charts.Chart]
 
     @property
@@ -64,37 +72,14 @@ class Report:
         return {z: [t for t in self.tables if t.contract.zone == z] for z in ZONES}
 
 
-def open_read_only(settings: Settings) -> Warehouse:
-    """The warehouse ``settings`` name, opened without creating it: a local folder that is not a
-    warehouse is one clear error."""
-    from stedi.warehouse import Warehouse
-
-    if not settings.location.startswith("s3://"):
-        root = Path(settings.location)
-        if not root.is_dir():
-            raise ConfigError(f"no warehouse at {root}: `stedi-etl ingest SOURCE` makes one")
-        if settings.catalog_uri is None and not (root / "catalog.db").is_file():
-            raise ConfigError(f"{root} is not a warehouse (no catalog.db): `stedi-etl ingest SOURCE` makes one")
-    return Warehouse.open(settings)
-
-
-def existing_tables(wh: Warehouse) -> set[str]:
-    """The tables the catalog holds (a table is made on first use; reading one would make it)."""
-    from pyiceberg.exceptions import NoSuchNamespaceError
-
-    try:
-        return {ident[-1] for ident in wh.catalog.list_tables(wh.namespace)}
-    except NoSuchNamespaceError:
-        return set()
-
-
 def write(settings: Settings, out: Path, runs: int = 10) -> Path:
     """Gather the report of the warehouse ``settings`` name and write it as ``out/index.html``."""
-    wh = open_read_only(settings)
+    from stedi.storage import is_remote
+
     out = Path(out).resolve()
-    if not wh.files.remote and out.is_relative_to(wh.root.resolve()):
-        raise ConfigError(f"--out {out} is inside the warehouse {wh.location}: the report writes nothing there")
-    report = gather(wh, runs=runs)
+    if not is_remote(settings.location) and out.is_relative_to(Path(settings.location).resolve()):
+        raise ConfigError(f"--out {out} is inside the warehouse {settings.location}: the report writes nothing there")
+    report = gather(settings, runs=runs)
     try:
         out.mkdir(parents=True, exist_ok=True)
         page = out / PAGE
@@ -106,33 +91,40 @@ def write(settings: Settings, out: Path, runs: int = 10) -> Path:
     return page
 
 
-def gather(wh: Warehouse, runs: int = 10) -> Report:
-    """Everything the report shows, read from the current snapshot of each table."""
-    import stedi
-    from stedi.query import connect
+def connect(settings: Settings) -> tuple[Lake, duckdb.DuckDBPyConnection, list[str]]:
+    """The warehouse as the reader sees it, a read-only DuckDB connection over those tables, and
+    their names; one line if one of them cannot be read."""
+    from stedi.query import open_views
+    from stedi.sandbox import connect as sandbox
 
-    existing = existing_tables(wh)
-    if not existing:
-        raise ConfigError(f"the warehouse {wh.location} holds no tables yet: `stedi-etl ingest SOURCE` first")
+    lake, views, directories = open_views(settings)
+    bad = [v for v in views if v.problem]
+    if bad:
+        raise StediError(f"{len(bad)} table(s) cannot be read: " + "; ".join(v.problem for v in bad))
+    return lake, sandbox(lake, views, directories), [v.name for v in views]
+
+
+def gather(settings: Settings, runs: int = 10) -> Report:
+    """Everything the report shows, read from the current snapshot of each table the reader sees."""
+    import stedi
+
+    lake, con, names = connect(settings)
     contracts = load_contracts()
-    tables = []
-    for name, c in sorted(contracts.items(), key=lambda kv: (ZONES.index(kv[1].zone), kv[0])):
-        info = wh.info(name) if name in existing else None
-        tables.append(
-            TableView(c, info.rows if info else 0, info.updated_at if info else None, info.snapshot_id if info else None, info is not None)
-        )
-    con = connect(wh, tables=existing)
+    seen = set(names)
+    tables = [TableView.of(lake.state(n)) for n in sorted(names, key=lambda n: (ZONES.index(contracts[n].zone), n))]
     try:
-        customers, readings = _funnel(con)
+        customers, readings = _funnel(con, seen)
         jobs, nodes, edges = _lineage()
-        rules = _rules(con, contracts)
+        system = {"run_log", "quarantine"} <= seen  # only a reader of every zone sees them
+        rules = _rules(con, contracts) if system else None
         quarantine = _rows(con, """
             SELECT target_table AS "table", split_part(reason, ': ', 1) AS reason, count(*) AS rows
             FROM quarantine GROUP BY ALL ORDER BY rows DESC, "table", reason
-        """)
-        recent = _runs(con, runs)
-        over_time, bucket, width = _readings_over_time(con, contracts)
-        histograms = _histograms(con, contracts["machine_learning_curated"])
+        """) if system else None
+        recent = _runs(con, runs) if system else None
+        over_time, bucket, width = _readings_over_time(con, {n: contracts[n] for n in names})
+        ml = contracts["machine_learning_curated"]
+        histograms = _histograms(con, ml) if ml.name in seen else None
     finally:
         con.close()
 
@@ -154,10 +146,11 @@ def gather(wh: Warehouse, runs: int = 10) -> Report:
         drawn["quarantine"] = charts.quarantine(pl.DataFrame(quarantine))
     if over_time.height:
         drawn["over_time"] = charts.readings_over_time(over_time, bucket, width)
-    if histograms.height:
+    if histograms is not None and histograms.height:
         drawn["distributions"] = charts.distributions(histograms)
     return Report(
-        location=wh.location,
+        location=lake.location,
+        zone=settings.zone,
         generated_at=datetime.now(UTC),
         version=stedi.__version__,
         tables=tables,
@@ -198,27 +191,38 @@ def _rows(con: duckdb.DuckDBPyConnection, query: str) -> list[dict]:
     return con.sql(query).to_arrow_table().to_pylist()
 
 
-def _funnel(con: duckdb.DuckDBPyConnection) -> tuple[list[dict], list[dict]]:
-    """Customers at each step from landing to the training set (people once each: the consent
-    history holds every customer, by a pseudonym of its own), and each sensor's readings per zone."""
-    customers = _rows(con, """
-        SELECT 1 AS step, 'customer records landed' AS stage, count(*) AS customers FROM customer_landing
-        UNION ALL SELECT 2, 'distinct customers', count(DISTINCT subject_key) FROM customer_consent_history
-        UNION ALL SELECT 3, 'consenting (trusted)', count(*) FROM customer_trusted
-        UNION ALL SELECT 4, 'with phone readings (curated)', count(*) FROM customers_curated
-        UNION ALL SELECT 5, 'in the training set', count(DISTINCT customer_key) FROM machine_learning_curated
-        ORDER BY step
-    """)
-    readings = _rows(con, """
-        SELECT * FROM (VALUES
-            ('accelerometer', 'landing', (SELECT count(*) FROM accelerometer_landing)),
-            ('accelerometer', 'trusted', (SELECT count(*) FROM accelerometer_trusted)),
-            ('accelerometer', 'curated', (SELECT count(*) FROM machine_learning_curated)),
-            ('step trainer', 'landing', (SELECT count(*) FROM step_trainer_landing)),
-            ('step trainer', 'trusted', (SELECT count(*) FROM step_trainer_trusted)),
-            ('step trainer', 'curated', (SELECT count(DISTINCT (customer_key, timestamp)) FROM machine_learning_curated))
-        ) AS t(sensor, zone, readings)
-    """)
+#: The consent funnel: each stage's customers, and each sensor's readings per zone, by the table
+#: they are counted in. People are counted once each in the consent history, which holds every
+#: customer by a pseudonym of its own; curated step trainer readings are those a pair holds.
+_STAGES = [
+    ("customer records landed", "customer_landing", "count(*)"),
+    ("distinct customers", "customer_consent_history", "count(DISTINCT subject_key)"),
+    ("consenting (trusted)", "customer_trusted", "count(*)"),
+    ("with phone readings (curated)", "customers_curated", "count(*)"),
+    ("in the training set", "machine_learning_curated", "count(DISTINCT customer_key)"),
+]
+_READINGS = [
+    ("accelerometer", "landing", "accelerometer_landing", "count(*)"),
+    ("accelerometer", "trusted", "accelerometer_trusted", "count(*)"),
+    ("accelerometer", "curated", "machine_learning_curated", "count(*)"),
+    ("step trainer", "landing", "step_trainer_landing", "count(*)"),
+    ("step trainer", "trusted", "step_trainer_trusted", "count(*)"),
+    ("step trainer", "curated", "machine_learning_curated", "count(DISTINCT (customer_key, timestamp))"),
+]
+
+
+def _funnel(con: duckdb.DuckDBPyConnection, seen: set[str]) -> tuple[list[dict], list[dict]]:
+    """The funnel's stages and readings the reader may see (their tables visible)."""
+    customers = [
+        {"step": i, "stage": stage, "customers": con.sql(f'SELECT {count} FROM "{table}"').fetchall()[0][0]}
+        for i, (stage, table, count) in enumerate(_STAGES, start=1)
+        if table in seen
+    ]
+    readings = [
+        {"sensor": sensor, "zone": zone, "readings": con.sql(f'SELECT {count} FROM "{table}"').fetchall()[0][0]}
+        for sensor, zone, table, count in _READINGS
+        if table in seen
+    ]
     return customers, readings
 
 
@@ -314,14 +318,16 @@ _BUCKETS = [
 
 
 def _readings_over_time(con: duckdb.DuckDBPyConnection, contracts: dict[str, Contract]) -> tuple[pl.DataFrame, str, int]:
-    """Readings per time bucket of each trusted table of readings (``stedi.taken_at``), about 60
-    buckets over the span they cover."""
+    """Readings per time bucket of each trusted table of readings (``stedi.taken_at``) among
+    ``contracts`` (those the reader sees), about 60 buckets over the span they cover."""
     import polars as pl
 
     readings = {n: c.taken_at for n, c in contracts.items() if c.zone == "trusted" and c.taken_at}
+    schema = {"time": pl.Int64, "sensor": pl.String, "readings": pl.Int64}
+    if not readings:
+        return pl.DataFrame(schema=schema), _BUCKETS[0][1], _BUCKETS[0][0]
     union = " UNION ALL ".join(f"SELECT '{n}' AS sensor, \"{col}\" AS t FROM \"{n}\"" for n, col in sorted(readings.items()))
     lo, hi = con.sql(f"SELECT min(t), max(t) FROM ({union})").fetchall()[0]
-    schema = {"time": pl.Int64, "sensor": pl.String, "readings": pl.Int64}
     if lo is None:
         return pl.DataFrame(schema=schema), _BUCKETS[0][1], _BUCKETS[0][0]
     width, label = next(((w, n) for w, n in _BUCKETS if (hi - lo) / w <= 60), _BUCKETS[-1])

@@ -94,9 +94,9 @@ def test_the_report_writes_nothing_into_the_warehouse(warehouse, tmp_path):
 
 def test_the_report_shows_the_warehouse_figures(warehouse, report):
     from stedi.config import Settings
-    from stedi.report import gather, open_read_only
+    from stedi.report import gather
 
-    r = gather(open_read_only(Settings(warehouse=warehouse)))
+    r = gather(Settings(warehouse=warehouse))
     rows = {t["table"]: t["rows"] for t in json.loads(_etl("tables", "--format", "json", warehouse=warehouse).output)}
     assert {t.contract.name: t.rows for t in r.tables} == {n: rows.get(n, 0) for n in load_contracts()}
     assert [s["customers"] for s in r.customers][0] == rows["customer_landing"]
@@ -150,18 +150,29 @@ def test_hostile_values_stay_text_and_people_stay_out(report):
 def test_errors_are_one_line_and_create_nothing(warehouse, tmp_path):
     missing = tmp_path / "no-such-warehouse"
     result = _etl("report", "--out", str(tmp_path / "out"), warehouse=missing)
-    assert result.exit_code == 1 and result.output.strip() == f"Error: no warehouse at {missing}: `stedi-etl ingest SOURCE` makes one"
+    assert result.exit_code == 1 and result.output.startswith(f"Error: no warehouse at {missing}") and len(result.output.splitlines()) == 1
     assert not missing.exists() and not (tmp_path / "out").exists()
 
     empty = tmp_path / "empty"
     empty.mkdir()
     result = _etl("report", "--out", str(tmp_path / "out"), warehouse=empty)
-    assert result.exit_code == 1 and "is not a warehouse" in result.output and list(empty.iterdir()) == []
+    assert result.exit_code == 1 and f"no warehouse at {empty}" in result.output and list(empty.iterdir()) == []
 
     before = _tree(warehouse)
     result = _etl("report", "--out", str(warehouse / "report"), warehouse=warehouse)
     assert result.exit_code == 1 and "inside the warehouse" in result.output and len(result.output.splitlines()) == 1
     assert _tree(warehouse) == before
+
+
+def test_a_reader_limited_to_a_zone_sees_only_its_tables(warehouse, tmp_path):
+    result = _etl("report", "--zone", "curated", "--out", str(tmp_path / "out"), warehouse=warehouse)
+    assert result.exit_code == 0, result.output
+    page = (tmp_path / "out" / "index.html").read_text()
+    shown = set(re.findall(r'id="table-(\w+)"', page))
+    assert shown == {n for n, c in load_contracts().items() if c.zone == "curated"}
+    assert "a reader of the curated zone" in page and "Only a reader of every zone" in page
+    assert "given twice" not in page and "run-" not in page  # neither the quarantine nor the run log
+    assert "customer records landed" not in page and "in the training set" in page
 
 
 def test_a_chart_with_active_content_is_refused():
@@ -234,11 +245,9 @@ def test_the_lineage_puts_each_table_below_its_inputs():
 
 def test_the_sensor_charts_count_every_row(warehouse):
     from stedi.config import Settings
-    from stedi.query import connect
-    from stedi.report import _histograms, _readings_over_time, existing_tables, open_read_only
+    from stedi.report import _histograms, _readings_over_time, connect
 
-    wh = open_read_only(Settings(warehouse=warehouse))
-    con = connect(wh, tables=existing_tables(wh))
+    _, con, _ = connect(Settings(warehouse=warehouse))
     ml = con.sql("SELECT * FROM machine_learning_curated").pl()
     trusted = {n: con.sql(f"SELECT count(*) FROM {n}").fetchall()[0][0] for n in ("accelerometer_trusted", "step_trainer_trusted")}
     hist = _histograms(con, load_contracts()["machine_learning_curated"])
