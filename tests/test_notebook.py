@@ -53,12 +53,15 @@ def sample_warehouse(tmp_path_factory):
     return root, {r["table"]: r["rows"] for r in rows}
 
 
-def test_the_notebook_runs_over_the_sample_warehouse(sample_warehouse, monkeypatch, tmp_path):
+@pytest.mark.parametrize("zone", ["all", "curated"])
+def test_the_notebook_runs_over_the_sample_warehouse(sample_warehouse, zone, monkeypatch, tmp_path):
+    """As an engineer who sees every zone, and as an analyst who sees the curated zone only."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     root, rows = sample_warehouse
     monkeypatch.setenv("STEDI_WAREHOUSE", str(root))  # the kernel inherits the environment
+    monkeypatch.setenv("STEDI_ZONE", zone)
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(_REPORT_CELL))
@@ -77,19 +80,23 @@ def test_the_notebook_runs_over_the_sample_warehouse(sample_warehouse, monkeypat
     history = pl.read_parquet(_data_files(root, "customer_consent_history"))
     ml = pl.read_parquet(_data_files(root, "machine_learning_curated"))
     funnel = [r["customers"] for r in report["customers"]]
-    assert funnel == [
+    everyone = [
         rows["customer_landing"],
         history["subject_key"].n_unique(),
         rows["customer_trusted"],
         rows["customers_curated"],
         ml["customer_key"].n_unique(),
     ]
+    assert funnel == (everyone if zone == "all" else everyone[3:])  # the curated zone's steps only
     assert funnel == sorted(funnel, reverse=True) and funnel[-1] > 0
     by_sensor = {r["sensor"]: (r["landing"], r["trusted"], r["curated"]) for r in report["readings"]}
-    assert by_sensor == {
+    expected = {
         "accelerometer": (rows["accelerometer_landing"], rows["accelerometer_trusted"], rows["machine_learning_curated"]),
         "step trainer": (rows["step_trainer_landing"], rows["step_trainer_trusted"], ml.unique(["customer_key", "timestamp"]).height),
     }
+    if zone == "curated":
+        expected = {sensor: (None, None, curated) for sensor, (_, _, curated) in expected.items()}
+    assert by_sensor == expected
 
     # one customer: the one with the most pairs, all of their pairs
     per_customer = ml.group_by("customer_key").len()
