@@ -105,7 +105,7 @@ def funnel(customers: pl.DataFrame, readings: pl.DataFrame) -> Chart:
             x=alt.X("readings:Q", title="readings"),
             y=alt.Y("sensor:N", title=None),
             yOffset=alt.YOffset("zone:N", sort=["landing", "trusted", "curated"]),
-            color=_zone_colour(["landing", "trusted", "curated"]),
+            color=_zone_colour(list(readings["zone"].unique()) if readings.height else None),
             tooltip=["sensor", "zone", "readings"],
         )
         .properties(width=_WIDTH - 220, height=alt.Step(14))
