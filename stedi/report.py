@@ -111,8 +111,8 @@ def gather(settings: Settings, runs: int = 10) -> Report:
     lake, con, names = connect(settings)
     contracts = load_contracts()
     seen = set(names)
-    tables = [TableView.of(lake.state(n)) for n in sorted(names, key=lambda n: (ZONES.index(contracts[n].zone), n))]
     try:
+        tables = [TableView.of(lake.state(n)) for n in sorted(names, key=lambda n: (ZONES.index(contracts[n].zone), n))]
         customers, readings = _funnel(con, seen)
         jobs, nodes, edges = _lineage()
         system = {"run_log", "quarantine"} <= seen  # only a reader of every zone sees them
