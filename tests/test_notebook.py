@@ -114,6 +114,7 @@ def test_the_notebook_runs_over_the_sample_warehouse(sample_warehouse, zone, mon
 
 def _data_files(root, name: str) -> list[str]:
     from stedi.config import Settings
-    from stedi.warehouse import Warehouse
+    from stedi.lakeview import Lake
 
-    return Warehouse.open(Settings(warehouse=root)).data_files(name)
+    lake = Lake(Settings(warehouse=root))
+    return lake.data_files(lake.state(name))
