@@ -78,7 +78,9 @@ def write(settings: Settings, out: Path, runs: int = 10) -> Path:
 
     out = Path(out).resolve()
     if not is_remote(settings.location) and out.is_relative_to(Path(settings.location).resolve()):
-        raise ConfigError(f"--out {out} is inside the warehouse {settings.location}: the report writes nothing there")
+        raise ConfigError(
+            f"--out {out} is inside the warehouse {settings.location}: give a folder outside it (the report writes nothing into a warehouse)"
+        )
     report = gather(settings, runs=runs)
     try:
         out.mkdir(parents=True, exist_ok=True)
