@@ -71,8 +71,8 @@ RUN_POINTS = [
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 1),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 3),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 5),
-    ("stedi.runner", "split_invalid", "after", 2),  # between jobs: some outputs computed and staged
-    ("stedi.runner", "split_invalid", "after", 6),  # every job done, nothing committed
+    ("stedi.quality", "split_invalid", "after", 2),  # between jobs: some outputs computed and staged
+    ("stedi.quality", "split_invalid", "after", 6),  # every job done, nothing committed
 ]
 
 
