@@ -25,8 +25,12 @@ from stedi.storage import PRIVATE
 if TYPE_CHECKING:
     from stedi.warehouse import Staged, Warehouse
 
-#: Snapshots to go back to, written before a multi-table commit and removed after it.
-JOURNAL = f"{PRIVATE}/commit-journal.json"
+#: Snapshots to go back to, written before a multi-table commit and removed after it. Beside the
+#: tables, not in the private folder: a reader (a group the warehouse is shared with, a role that
+#: may read the tables' prefix) reads it to see the tables as they were before a half-done commit.
+JOURNAL = "iceberg/commit-journal.json"
+#: Where an older stedi kept it: still honoured.
+LEGACY_JOURNAL = f"{PRIVATE}/commit-journal.json"
 
 #: Retries of a table's commit when another writer committed to the table first.
 COMMIT_RETRIES = 4
@@ -88,7 +92,7 @@ def commit_one(wh: Warehouse, staged: Staged) -> None:
 def settle(wh: Warehouse) -> None:
     """Before a command, finish a commit that a killed process or a failed storage left half
     done (:func:`recover`, under the lock), so that no command, reader or writer, sees it."""
-    if wh.files.exists(JOURNAL):
+    if wh.files.exists(JOURNAL) or wh.files.exists(LEGACY_JOURNAL):
         with wh.lock("stedi-etl recovery"):
             pass
 
@@ -96,13 +100,17 @@ def settle(wh: Warehouse) -> None:
 def recover(wh: Warehouse) -> list[str]:
     """Finish what a killed commit left: put back the tables its journal names. Returns them.
     Called by :meth:`lock`, so every writer starts from a whole warehouse."""
-    try:
-        before = json.loads(wh.files.read_bytes(JOURNAL))["before"]
-    except FileNotFoundError:
+    before = None
+    for path in (JOURNAL, LEGACY_JOURNAL):
+        with contextlib.suppress(FileNotFoundError):
+            before = json.loads(wh.files.read_bytes(path))["before"]
+            break
+    if before is None:
         return []
     for name, snapshot_id in before.items():
         restore(wh, name, snapshot_id)
     wh.files.delete(JOURNAL)
+    wh.files.delete(LEGACY_JOURNAL)
     return list(before)
 
 

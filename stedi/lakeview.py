@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 #: The catalog's name and namespace of stedi's tables in a SQL catalog (see stedi.catalogs).
 SQL_NAMESPACE = "stedi"
 OWNER = "stedi.warehouse"
-JOURNAL = ".stedi/commit-journal.json"  # stedi.journal.JOURNAL (that module imports pyiceberg)
+JOURNAL = "iceberg/commit-journal.json"  # stedi.journal.JOURNAL (that module imports pyiceberg)
+LEGACY_JOURNAL = ".stedi/commit-journal.json"  # where an older stedi kept it
 
 
 class WarehouseMissing(StediError):
@@ -239,14 +240,16 @@ class Lake:
     @cached_property
     def journal(self) -> dict[str, int | None]:
         """The snapshots a half-done commit's journal says to go back to (readers read those)."""
-        try:
-            if self.remote:
-                raw = self.fs.cat_file(posixpath.join(self.strip(self.location + "/"), JOURNAL))
-            else:
-                raw = (Path(self.location) / JOURNAL).read_bytes()
-            return dict(json.loads(raw)["before"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return {}  # none (or not ours to read: the private folder of another user)
+        for path in (JOURNAL, LEGACY_JOURNAL):
+            try:
+                if self.remote:
+                    raw = self.fs.cat_file(posixpath.join(self.strip(self.location + "/"), path))
+                else:
+                    raw = (Path(self.location) / path).read_bytes()
+                return dict(json.loads(raw)["before"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # none (or, an older stedi's, in the private folder of another user)
+        return {}
 
     def state(self, name: str) -> TableState:
         """Table ``name`` at its current snapshot (or as a half-done commit's journal had it)."""

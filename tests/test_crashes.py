@@ -172,8 +172,22 @@ def test_a_commit_killed_midway_is_put_back_by_whoever_opens_the_warehouse_next(
     raw = Warehouse(Settings(warehouse=root))  # the catalog as the killed process left it
     committed = [n for n in ("customer_landing", "accelerometer_landing") if raw.info(n).snapshot_id is not None]
     assert committed  # half-written, for now
+    assert not journal.is_relative_to(root / ".stedi")  # beside the tables: their readers read it too
     wh = Warehouse.open(Settings(warehouse=root))  # any command, reader or writer, opens it so
     assert not journal.exists()
+    assert all(wh.info(n).rows == 0 for n in ("customer_landing", "accelerometer_landing", "ingest_manifest"))
+
+
+def test_an_older_stedis_journal_in_the_private_folder_is_honoured(tmp_path, source):
+    from stedi.journal import LEGACY_JOURNAL
+
+    root = tmp_path / "wh"
+    point = ("pyiceberg.table", "Transaction.commit_transaction", "after", 2)
+    assert _kill_at(root, point, "ingest", str(source)) == -signal.SIGKILL
+    (root / LEGACY_JOURNAL).write_bytes((root / JOURNAL).read_bytes())  # where an older stedi wrote it
+    (root / JOURNAL).unlink()
+    wh = Warehouse.open(Settings(warehouse=root))
+    assert not (root / LEGACY_JOURNAL).exists()
     assert all(wh.info(n).rows == 0 for n in ("customer_landing", "accelerometer_landing", "ingest_manifest"))
 
 

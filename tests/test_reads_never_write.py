@@ -146,7 +146,8 @@ def test_a_moved_warehouse_opens_at_its_new_place_after_relocate(tmp_path):
     assert counts(new)["customer_trusted"] == expected["customer_trusted"]
 
 
-def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path):
+@pytest.mark.parametrize("where", ["iceberg/commit-journal.json", ".stedi/commit-journal.json"], ids=["journal", "older stedi's journal"])
+def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path, where):
     import json
 
     first = tmp_path / "first"
@@ -159,7 +160,7 @@ def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path):
     history = json.loads(etl(root, "history", "customer_landing", "--format", "json").stdout)
     assert len(history) == 2
     # as a writer killed between the tables of one commit leaves it: the snapshot to go back to
-    journal = root / ".stedi" / "commit-journal.json"
+    journal = root / where
     journal.write_text(json.dumps({"before": {"customer_landing": history[0]["snapshot_id"]}}))
     before = state(root)
     result = etl(root, "sql", "--format", "csv", "SELECT count(*) AS n FROM customer_landing")
