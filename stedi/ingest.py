@@ -199,7 +199,23 @@ def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> Inges
         return _ingest(wh, found, skipped, key)
 
 
-def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], skipped: list[FileResult], key: bytes | Keys | None) -> IngestSummary:
+def ingest_files(
+    wh: Warehouse, found: list[tuple[str, RawFile]], key: bytes | Keys | None = None, properties: dict[str, str] | None = None
+) -> IngestSummary:
+    """:func:`ingest` of the files given (source name, file), as :func:`discover` lists them: what
+    ``stedi-etl watch`` takes in one micro-batch. ``properties`` are stamped on the snapshots written."""
+    with wh.lock("stedi-etl ingest"):
+        wh.remove_orphan_copies()
+        return _ingest(wh, found, [], key, properties)
+
+
+def _ingest(
+    wh: Warehouse,
+    found: list[tuple[str, RawFile]],
+    skipped: list[FileResult],
+    key: bytes | Keys | None,
+    properties: dict[str, str] | None = None,
+) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     batch.files.extend(skipped)
     suppress = Suppression.load(wh, key)
@@ -207,7 +223,7 @@ def _ingest(wh: Warehouse, found: list[tuple[str, RawFile]], skipped: list[FileR
     at_start = frozenset(known)
     number = _batch_number(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    props = {"stedi.batch-id": batch.batch_id}
+    props = {**(properties or {}), "stedi.batch-id": batch.batch_id}
     copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []

@@ -325,7 +325,7 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, keys: Keys, params: Mapping[st
         parts = [job.code_hash, *(f"{p}={params[p]}" for p in job.parameters)]
         for name in job.inputs:
             if name not in prints:
-                prints[name] = f"{name}@{wh.info(name).snapshot_id or 'empty'}"
+                prints[name] = f"{name}@{wh.content_id(name) or 'empty'}"
             parts.append(prints[name])
         prints[job.output] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
     return prints
@@ -340,9 +340,11 @@ def run(
     full_refresh: bool = False,
     consent_scope: str | None = None,
     audit: bool = True,
+    properties: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
-    unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting. One writer at a
+    unless ``full_refresh``. ``properties`` are stamped on every snapshot the run writes (besides its
+    own: ``stedi watch`` says when the micro-batch's files arrived). ``consent_scope`` defaults to the warehouse's setting. One writer at a
     time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`,
     over what it is about to commit: a violation raises :class:`~stedi.errors.AuditError` and
     nothing is committed."""
@@ -350,7 +352,7 @@ def run(
         started_at = datetime.now(UTC)
         try:
             keys = wh.keys(key, create=True)
-            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit)
+            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit, properties or {})
         except StediError as err:
             _log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
             raise
@@ -434,6 +436,7 @@ def _run(
     full_refresh: bool,
     consent_scope: str | None,
     audit: bool,
+    properties: Mapping[str, str] = {},  # noqa: B006 — read only
 ) -> RunSummary:
     started = time.perf_counter()
     loading = _load_libraries("pyiceberg.io.pyarrow")
@@ -459,7 +462,7 @@ def _run(
     if not stale:
         results = {}
     else:
-        step = _Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit)
+        step = _Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit, properties)
         # the Spark engine's executors write the files themselves
         results = _run_stale_spark(step) if getattr(engine, "writes_tables", False) else _run_stale(step, plan)
     for job in jobs:
@@ -500,6 +503,7 @@ class _Stale:
     run_id: str
     notify: Callable[[str, str], None]
     audit: bool
+    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)  # stamped besides the run's own
 
     def unpack(self) -> tuple:
         return self.wh, self.jobs, self.keys, self.engine, self.prints, self.params, self.run_id, self.notify, self.audit
@@ -539,7 +543,7 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
         if bad.height:
             quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
         rule_results = {r.rule: r.as_dict() for r in rules}
-        props = _props(job, run_id, prints, params, keys, reads, dropped, rule_results)
+        props = {**step.properties, **_props(job, run_id, prints, params, keys, reads, dropped, rule_results)}
         removed = 0
         if remove is None:
             change = Change(job.output, good, "overwrite", props)

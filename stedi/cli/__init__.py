@@ -1,13 +1,13 @@
 """``stedi-etl``: the command line. A thin shell over the library, one module per group of commands:
 :mod:`~stedi.cli.write` (ingest, run, forget, rotate-key), :mod:`~stedi.cli.read` (sql, tables, runs,
-quarantine, audit), :mod:`~stedi.cli.tools` (ddl, generate); :mod:`~stedi.cli.app` holds the group.
+quarantine, audit), :mod:`~stedi.cli.tools` (ddl, generate), :mod:`~stedi.cli.watch` (watch, maintain); :mod:`~stedi.cli.app` holds the group.
 """
 
 from __future__ import annotations
 
 import os
 
-from stedi.cli import read, tools, write  # noqa: F401  (each registers its commands on the group)
+from stedi.cli import read, tools, watch, write  # noqa: F401  (each registers its commands on the group)
 from stedi.cli.app import cli
 
 __all__ = ["cli", "main"]

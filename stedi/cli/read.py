@@ -46,31 +46,64 @@ def sql(obj: _Context, query: str, fmt: str) -> None:
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--max-delay",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Exit 1 if a curated table is staler: its last update older than SECONDS, unless a watch "
+    "(`stedi-etl watch`) brought it its last files within SECONDS of their arrival. For monitoring.",
+)
 @click.pass_obj
 @_fail_cleanly
-def tables(obj: _Context, fmt: str) -> None:
-    """List every table with its zone, row count and last update.
+def tables(obj: _Context, fmt: str, max_delay: float | None) -> None:
+    """List every table with its zone, row count, last update and the delay of its last micro-batch.
+
+    The delay is that of `stedi-etl watch`: from the micro-batch's oldest file being complete in the
+    source to its rows committed to the table.
 
     \b
-    Example:
+    Examples:
       stedi-etl tables
+      stedi-etl tables --max-delay 60   # exit 1 when the curated tables are staler
     """
     from stedi.contracts import ZONES, load_contracts
+    from stedi.watch import freshness, stale
 
     wh = obj.warehouse
     infos = sorted((wh.info(n) for n in load_contracts()), key=lambda i: (ZONES.index(i.zone), i.name))
+    fresh = {i.name: freshness(wh, i.name) for i in infos}
     if fmt == "json":
         rows = [
-            {"table": i.name, "zone": i.zone, "rows": i.rows, "updated_at": i.updated_at.isoformat() if i.updated_at else None}
+            {
+                "table": i.name,
+                "zone": i.zone,
+                "rows": i.rows,
+                "updated_at": fresh[i.name].updated_at.isoformat() if fresh[i.name].updated_at else None,
+                "delay_seconds": fresh[i.name].delay,
+            }
             for i in infos
         ]
         click.echo(json.dumps(rows))
-        return
-    _print_table(
-        None,
-        ("table", "zone", "rows", "last update"),
-        [(i.name, i.zone, i.rows, f"{i.updated_at:%Y-%m-%d %H:%M:%S} UTC" if i.updated_at else "never") for i in infos],
-    )
+    else:
+        _print_table(
+            None,
+            ("table", "zone", "rows", "last update", "delay"),
+            [
+                (
+                    i.name,
+                    i.zone,
+                    i.rows,
+                    f"{fresh[i.name].updated_at:%Y-%m-%d %H:%M:%S} UTC" if fresh[i.name].updated_at else "never",
+                    f"{fresh[i.name].delay:.2f}s" if fresh[i.name].delay is not None else "",
+                )
+                for i in infos
+            ],
+        )
+    if max_delay is not None:
+        late = stale([fresh[i.name] for i in infos if i.zone == "curated"], max_delay)
+        if late:
+            raise StediError(f"stale beyond {max_delay:g}s: " + "; ".join(late))
 
 
 @cli.command()
