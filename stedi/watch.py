@@ -246,6 +246,7 @@ class Watcher:
         from stedi import runner
 
         runner._load_libraries("pyiceberg.io.pyarrow", "polars")  # once, not in the first batch's delay
+        self.inbox.looks = 0  # the first look lists everything
         self._catch_up()
         events = self._events() if self.options.events and self.inbox.local and not self.options.once else None
         try:
