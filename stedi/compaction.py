@@ -124,15 +124,17 @@ def _properties(table, current: Snapshot) -> dict[str, str]:
     return props
 
 
-def maintain(wh: Warehouse, *, small_bytes: int = SMALL_FILE_BYTES, min_files: int = MIN_SMALL_FILES) -> MaintenanceSummary:
-    """Compact every table with enough small files, then expire every table's older snapshots and
-    delete the files only they used. A table with older snapshots gets a compaction snapshot
-    first (even with nothing to rewrite), so that what runs and audits compare survives the
-    expiry. Holds the writers' lock throughout."""
+def maintain(
+    wh: Warehouse, *, small_bytes: int = SMALL_FILE_BYTES, min_files: int = MIN_SMALL_FILES, tables: list[str] | None = None
+) -> MaintenanceSummary:
+    """Compact every table (or those named) with enough small files, then expire its older
+    snapshots and delete the files only they used. A table with older snapshots gets a compaction
+    snapshot first (even with nothing to rewrite), so that what runs and audits compare survives
+    the expiry. Holds the writers' lock throughout."""
     started = time.perf_counter()
     summary = MaintenanceSummary()
     with wh.lock("stedi-etl maintain"):
-        for name in sorted(load_contracts()):
+        for name in tables if tables is not None else sorted(load_contracts()):
             table = wh.table(name)
             if table.current_snapshot() is None:
                 continue
@@ -146,3 +148,10 @@ def maintain(wh: Warehouse, *, small_bytes: int = SMALL_FILE_BYTES, min_files: i
                 summary.snapshots_expired += older
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def most_snapshots(wh: Warehouse, above: int) -> str | None:
+    """The table with the most snapshots, if it has more than ``above``: the next one to maintain."""
+    counts = {name: len(wh.table(name).metadata.snapshots) for name in sorted(load_contracts())}
+    name = max(counts, key=lambda n: counts[n])
+    return name if counts[name] > above else None

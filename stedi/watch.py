@@ -15,8 +15,9 @@ and then run incrementally (:func:`stedi.runner.run`) under one hold of the writ
 released between batches: other writers (``forget``, a manual ``ingest``) go in between. The ingest
 manifest is the checkpoint: a file is taken once whatever its name (by content), and a watch
 killed at any moment starts again where the warehouse is (a first run catches up on what an
-interrupted batch landed). When idle, and every ``maintain_every`` batches, it compacts small files
-and expires older snapshots (:mod:`stedi.compaction`). Every snapshot a batch writes says when its
+interrupted batch landed). When idle it compacts small files and expires older snapshots
+(:mod:`stedi.compaction`), and between batches it does so for the table with the most snapshots
+once it has more than ``max_snapshots``. Every snapshot a batch writes says when its
 oldest file was complete (:data:`ARRIVED`): the delay from arrival to commit shows in ``tables``.
 """
 
@@ -57,8 +58,8 @@ class Options:
     settle: float = 0.5  # seconds a local file must stay unchanged to be complete
     max_batch_files: int = 100
     once: bool = False  # take what is complete now, then stop
-    maintain_idle: float = 30.0  # seconds idle before maintenance (compaction, expiry)
-    maintain_every: int = 200  # micro-batches between two maintenances even when never idle
+    maintain_idle: float = 30.0  # seconds idle before maintaining every table (compaction, expiry)
+    max_snapshots: int = 32  # after a micro-batch, the table with more snapshots than this is maintained
     events: bool = True  # file-system events (local sources)
 
 
@@ -255,8 +256,7 @@ class Watcher:
                 if complete:
                     self._idle_since = None
                     self.micro_batch(complete[: self.options.max_batch_files])
-                    if self._since_maintenance >= self.options.maintain_every:
-                        self.maintain()
+                    self.upkeep()
                     if len(complete) > self.options.max_batch_files or writing:
                         self._wake.wait(FAIR_GAP_S)  # let a waiting writer take the lock
                     continue
@@ -338,12 +338,23 @@ class Watcher:
         return batch
 
     def maintain(self) -> MaintenanceSummary:
+        """Every table compacted and its older snapshots expired (when idle)."""
         from stedi.compaction import maintain
 
         summary = maintain(self.wh)
         self._since_maintenance = 0
         self.maintained(summary)
         return summary
+
+    def upkeep(self) -> None:
+        """Between micro-batches, the one table with the most snapshots, once it has more than
+        ``max_snapshots``: a long stream of batches never idle stays bounded, a table at a time
+        (each its own short hold of the lock)."""
+        from stedi.compaction import maintain, most_snapshots
+
+        name = most_snapshots(self.wh, self.options.max_snapshots)  # the tables as the batch left them
+        if name is not None:
+            self.maintained(maintain(self.wh, tables=[name]))
 
 
 # -- freshness ------------------------------------------------------------------------------------

@@ -365,7 +365,10 @@ def test_an_s3_source_is_listed_from_the_last_key_and_each_object_taken_once(tmp
         watcher.serve()  # --once, again
     assert sum(b.files for b in taken) == sum(len(list(p.rglob("*.json"))) for p in parts)
     assert all(b.skipped == 0 for b in taken)  # what was taken is not taken again
-    assert_same(tables(Warehouse.open(Settings(warehouse=root))), reference)
+    got = tables(Warehouse.open(Settings(warehouse=root)))
+    manifest = got["ingest_manifest"].with_columns(pl.col("file_name").str.slice(4))  # less the order prefix
+    got["ingest_manifest"] = manifest.sort(manifest.columns)
+    assert_same(got, reference)
 
     # listed from the last key seen: a key sorting before it is found by the next whole listing
     inbox = Inbox("s3://inbox/drop")

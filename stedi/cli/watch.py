@@ -30,8 +30,9 @@ def datetime_now() -> str:
 
 def _maintenance_line(summary) -> str:
     rewritten = sum(c.files_before for c in summary.compacted)
+    tables = ", ".join(c.table for c in summary.compacted) if 0 < len(summary.compacted) < 3 else f"{len(summary.compacted)} table(s)"
     return (
-        f"{datetime_now()} maintenance: {rewritten} small file(s) of {len(summary.compacted)} table(s) compacted, "
+        f"{datetime_now()} maintenance: {rewritten} small file(s) of {tables} compacted, "
         f"{summary.snapshots_expired} older snapshot(s) expired, {summary.files_deleted} file(s) deleted in {summary.seconds:.2f}s"
     )
 
@@ -47,12 +48,12 @@ def _maintenance_line(summary) -> str:
 @click.option("--once", is_flag=True, help="Take the files complete now, in micro-batches, then exit (for schedulers).")
 @click.option("--maintain-idle", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
               help="Seconds without new files before compacting small files and expiring older snapshots.")
-@click.option("--maintain-every", type=click.IntRange(min=1), default=200, show_default=True,
-              help="Maintain after this many micro-batches even when files never stop coming.")
+@click.option("--max-snapshots", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Between micro-batches, maintain the table with the most snapshots once it has more than this.")
 @click.pass_obj
 @_fail_cleanly
 def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_files: int, once: bool,
-          maintain_idle: float, maintain_every: int) -> None:
+          maintain_idle: float, max_snapshots: int) -> None:
     """Watch SOURCE and ingest each new file once complete, running the jobs after each micro-batch.
 
     SOURCE is laid out as for `ingest` (a folder or s3://bucket/prefix). A local file is complete
@@ -75,7 +76,7 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
 
     out = _console()
     options = Options(interval=interval, settle=settle, max_batch_files=max_batch_files, once=once,
-                      maintain_idle=maintain_idle, maintain_every=maintain_every)
+                      maintain_idle=maintain_idle, max_snapshots=max_snapshots)
     watcher = Watcher(obj.warehouse, source, obj.keys(create=True), options,
                       report=lambda batch: (out.print(_batch_line(batch), soft_wrap=True), sys.stdout.flush()),
                       maintained=lambda summary: (out.print(_maintenance_line(summary), soft_wrap=True), sys.stdout.flush()))
