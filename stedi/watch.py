@@ -314,8 +314,10 @@ class Watcher:
                 if arrived is not None:
                     props = {ARRIVED: str(int(arrived * 1000))}
                 result = run(self.wh, self.keys, properties=props) if summary.ingested else None
-        except StediError as err:
+        except (StediError, OSError) as err:  # a file unreadable, the lock busy, the storage failing: later
             self.inbox.not_taken(files)
+            if isinstance(err, OSError):
+                err = storage_error(err, self.wh.location) if self.wh.files.remote else SourceError(f"{err.strerror or err}: {err.filename or ''}")
             batch = Batch(0, 0, 0, 0, 0, time.perf_counter() - started, None, first_line(err))
             self.report(batch)
             return batch
