@@ -21,31 +21,42 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def _warehouse(warehouse: str | Path | None, catalog_uri: str | None):
+def _settings(warehouse, catalog_uri, zone=None, tables=None):
     from stedi.config import resolve
-    from stedi.warehouse import Warehouse
 
-    return Warehouse.open(resolve(warehouse=warehouse, catalog_uri=catalog_uri))
+    return resolve(warehouse=warehouse, catalog_uri=catalog_uri, zone=zone, tables=tuple(tables) if tables else None)
 
 
-def connect(warehouse: str | Path | None = None, catalog_uri: str | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection over the current snapshot of every table, each a view under its name.
+def connect(
+    warehouse: str | Path | None = None,
+    catalog_uri: str | None = None,
+    *,
+    zone: str | None = None,
+    tables: list[str] | None = None,
+    as_of: str | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection over the current snapshot of every table the reader may see,
+    each a view under its name; it reads those tables' data files and nothing else.
 
     ``warehouse`` (a folder or ``s3://bucket/prefix``) defaults to ``STEDI_WAREHOUSE``, else
     ``./lakehouse``; ``catalog_uri`` to ``STEDI_CATALOG_URI``, else the warehouse's SQLite file.
+    ``zone`` (``all``, ``landing``, ``trusted``, ``curated``; default ``STEDI_ZONE`` or the
+    warehouse's ``stedi.toml``) limits the tables to that zone and those after it, plus ``tables``;
+    ``as_of`` a run id: the tables as that run left them.
     """
     from stedi.query import connect as _connect
 
-    return _connect(_warehouse(warehouse, catalog_uri))
+    return _connect(_settings(warehouse, catalog_uri, zone, tables), as_of=as_of)
 
 
-def table(name: str, warehouse: str | Path | None = None, catalog_uri: str | None = None) -> pl.LazyFrame:
-    """The current snapshot of table ``name`` as a Polars LazyFrame (warehouse and catalog as
+def table(
+    name: str, warehouse: str | Path | None = None, catalog_uri: str | None = None, *, zone: str | None = None
+) -> pl.LazyFrame:
+    """The current snapshot of table ``name`` as a Polars LazyFrame (warehouse, catalog and zone as
     :func:`connect`)."""
-    from stedi.contracts import contract
+    from stedi.query import table as _table
 
-    contract(name)  # a clear error for an unknown table
-    return _warehouse(warehouse, catalog_uri).scan(name)
+    return _table(_settings(warehouse, catalog_uri, zone), name)
 
 
 __all__ = ["connect", "table", "__version__"]

@@ -10,7 +10,7 @@ and what it read) and says which snapshot's rows it holds (:data:`stedi.warehous
 that runs stay incremental and audits need not start over: the rows did not change.
 
 :func:`maintain` compacts every table and then expires the snapshots before (with their files,
-:meth:`~stedi.warehouse.Warehouse.expire_and_remove_unreferenced`), so that the metadata stays
+:func:`stedi.maintenance.expire_all_older`), so that the metadata stays
 bounded too. Both hold the writers' lock.
 """
 
@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from stedi import maintenance
 from stedi.contracts import load_contracts
 from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from
 
@@ -144,7 +145,7 @@ def maintain(
                 summary.compacted.append(done)
             older = len(wh.table(name).metadata.snapshots) - 1
             if older:
-                summary.files_deleted += wh.expire_and_remove_unreferenced(name)
+                summary.files_deleted += maintenance.expire_all_older(wh, name)
                 summary.snapshots_expired += older
     summary.seconds = time.perf_counter() - started
     return summary

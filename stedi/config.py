@@ -34,10 +34,17 @@ ENV_VARS = {
     "new_pseudonym_key": "STEDI_NEW_PSEUDONYM_KEY",
     "suppression_key": "STEDI_SUPPRESSION_KEY",
     "consent_scope": "STEDI_CONSENT_SCOPE",
+    "group": "STEDI_GROUP",
+    "retention_days": "STEDI_RETENTION_DAYS",
+    "zone": "STEDI_ZONE",
+    "tables": "STEDI_TABLES",
 }
 
 #: Settings a warehouse's ``stedi.toml`` may hold (the warehouse's location and key may not).
-FILE_SETTINGS = ("catalog_uri", "consent_scope")
+FILE_SETTINGS = ("catalog_uri", "consent_scope", "group", "retention_days", "zone", "tables")
+
+#: How many days of ordinary snapshots a run keeps for time travel, by default.
+DEFAULT_RETENTION_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,19 @@ class Settings:
         (``.stedi/suppression.key`` once the key was rotated, else the pseudonym key). See :mod:`stedi.keys`.
     consent_scope
         ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
+    group
+        A group of this machine to share a local warehouse with: its files are then created 0660
+        and its folders 2770 in that group. ``None`` (default): readable by their owner only
+        (0600 / 0700). See :mod:`stedi.at_rest`.
+    retention_days
+        Days of ordinary snapshots each run keeps for time travel (default 7; 0 keeps only the
+        current one). A withdrawn customer's snapshots go at once, whatever this says. See
+        :mod:`stedi.retention`.
+    zone
+        What a reader sees (:mod:`stedi.zones`): ``all`` (default), or ``landing``, ``trusted``,
+        ``curated``: that zone and those after it, no system table.
+    tables
+        Tables a reader limited to a zone sees besides (e.g. ``step_trainer_trusted``).
     """
 
     warehouse: Path | str = Path(DEFAULT_WAREHOUSE)
@@ -71,10 +91,30 @@ class Settings:
     new_pseudonym_key: str | None = field(default=None, repr=False)
     suppression_key: str | None = field(default=None, repr=False)
     consent_scope: str = CONSENT_SCOPES[0]
+    group: str | None = None
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    zone: str = "all"
+    tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.zone not in ("all", "landing", "trusted", "curated"):  # stedi.zones.ZONE_CHOICES
+            raise ConfigError(f"zone must be one of all, landing, trusted, curated, not {self.zone!r}")
+        if isinstance(self.tables, str):  # from the environment: comma-separated
+            object.__setattr__(self, "tables", tuple(t.strip() for t in self.tables.split(",") if t.strip()))
+        elif not isinstance(self.tables, tuple):
+            object.__setattr__(self, "tables", tuple(self.tables))
         if self.consent_scope not in CONSENT_SCOPES:
             raise ConfigError(f"consent scope must be one of {', '.join(CONSENT_SCOPES)}, not {self.consent_scope!r}")
+        days = self.retention_days
+        try:
+            valid = not isinstance(days, bool | float) and int(str(days).strip()) >= 0
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"retention_days must be a whole number of days, 0 or more, not {days!r}")
+        object.__setattr__(self, "retention_days", int(str(days).strip()))
+        if self.group is not None and not str(self.group).strip():
+            object.__setattr__(self, "group", None)
 
     @property
     def location(self) -> str:
@@ -118,9 +158,15 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
     layered.update({k: v for k, v in overrides.items() if v is not None})
     given = str(layered.get("warehouse", DEFAULT_WAREHOUSE))
     warehouse: Path | str = normalise(given) if is_remote(given) else Path(given).expanduser()
-    values = read_settings_file(warehouse) | layered
+    in_file = read_settings_file(warehouse)
+    values = in_file | layered
     values["warehouse"] = warehouse
-    return replace(Settings(), **values)
+    settings = replace(Settings(), **values)
+    if ("zone" in in_file or "tables" in in_file) and ("zone" in layered or "tables" in layered):
+        from stedi.zones import check_ceiling
+
+        check_ceiling(in_file, settings.zone, settings.tables, f"{settings.location}/{SETTINGS_FILE}")
+    return settings
 
 
 def read_settings_file(warehouse: Path | str) -> dict[str, object]:

@@ -43,7 +43,7 @@ import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.table import Transaction
 
-from stedi import parse, privacy
+from stedi import maintenance, parse, privacy
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import StediError
 from stedi.ingest import ERASED_NAME
@@ -181,9 +181,9 @@ def forget(wh: Warehouse, key: bytes | Keys | None, emails: Iterable[str], *, dr
                 continue
             summary.snapshots_expired += max(len(wh.table(name).metadata.snapshots) - 1, 0)
             if not dry_run:
-                summary.files_deleted += wh.expire_and_remove_unreferenced(name)
+                summary.files_deleted += maintenance.expire_all_older(wh, name)
         if not dry_run:
-            summary.files_deleted += wh.remove_orphan_copies()
+            summary.files_deleted += maintenance.remove_orphan_copies(wh)
 
         summary.people = list(results.values())
         if not dry_run:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi import parse, privacy
+from stedi import maintenance, parse, privacy
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import SourceError, StediError
 from stedi.storage import filesystem, normalise, storage_error
@@ -195,7 +195,7 @@ def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> Inges
     """
     found, skipped = discover(source)
     with wh.lock("stedi-etl ingest"):
-        wh.remove_orphan_copies()  # left by an ingest that was killed before it committed
+        maintenance.remove_orphan_copies(wh)  # left by an ingest that was killed before it committed
         return _ingest(wh, found, skipped, key)
 
 
@@ -205,7 +205,7 @@ def ingest_files(
     """:func:`ingest` of the files given (source name, file), as :func:`discover` lists them: what
     ``stedi-etl watch`` takes in one micro-batch. ``properties`` are stamped on the snapshots written."""
     with wh.lock("stedi-etl ingest"):
-        wh.remove_orphan_copies()
+        maintenance.remove_orphan_copies(wh)
         return _ingest(wh, found, [], key, properties)
 
 
@@ -295,7 +295,7 @@ def _ingest(
     except BaseException:
         # Nothing was recorded in the manifest: take the copies back out of the landing area. Each
         # removal on its own, so that one failing does not keep the others (the next ingest removes
-        # whatever is left: remove_orphan_copies).
+        # whatever is left: maintenance.remove_orphan_copies).
         for copy in copies:
             with contextlib.suppress(Exception):
                 wh.files.delete(copy)

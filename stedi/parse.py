@@ -339,9 +339,11 @@ def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
         """)
         suspects = con.sql(f"""
             SELECT line_number, line FROM (
-                SELECT line_number, line, json_extract(line, [{json_paths}]) AS vs FROM lines
-                WHERE regexp_matches(line, '(?i)nan|inf') OR (json_valid(line) AND json_type(line) = 'OBJECT')
-            ) WHERE regexp_matches(line, '(?i)nan|inf') OR {" OR ".join(suspect) or "false"}
+                SELECT line_number, line,
+                       CASE WHEN json_valid(line) THEN CASE WHEN json_type(line) = 'OBJECT' THEN json_extract(line, [{json_paths}]) END END AS vs
+                FROM lines
+                WHERE regexp_matches(line, {_LENIENT}) OR CASE WHEN json_valid(line) THEN json_type(line) = 'OBJECT' ELSE false END
+            ) WHERE regexp_matches(line, {_LENIENT}) OR {" OR ".join(suspect) or "false"}
         """).fetchall()
         if suspects:
             settled = [(n, *_settle(c, text)) for n, text in suspects]
@@ -384,6 +386,11 @@ def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
     return good, _with_attribution(c, bad)
 
 
+#: Lines DuckDB's JSON reader accepts though they are not JSON, or may be: NaN and Infinity (any
+#: case, ``Inf`` too) and trailing commas (``{"x": 1,}``). Each is read strictly by :func:`_settle`.
+_LENIENT = "'(?i)nan|inf|,\\s*[]}]'"
+
+
 def _settle(c: Contract, line: str) -> tuple[str, str | None]:
     """A record DuckDB would read too loosely, read strictly: (the text DuckDB should parse, or why
     it is not JSON). NaN and Infinity are not JSON; a BIGINT field holding a number in another
@@ -393,7 +400,7 @@ def _settle(c: Contract, line: str) -> tuple[str, str | None]:
     except _NotJSON:
         return line, "not valid JSON: NaN and Infinity are not JSON values"
     except ValueError:
-        return line, None  # DuckDB says why
+        return line, "not valid JSON"  # strictly (DuckDB would take a trailing comma, or Inf)
     if not isinstance(pairs, _Pairs):
         return line, None
     integers = {col.name for col in c.raw_columns if col.sql_type.upper() in _INTEGERS}

@@ -1,50 +1,97 @@
-"""Ad-hoc SQL through DuckDB over the current snapshot of every table (in place of Athena).
+"""Ad-hoc SQL through DuckDB over the current snapshot of the tables a reader may see (in place of Athena).
 
-Each table is a view under its own name over the Parquet files of its current Iceberg snapshot,
-planned by pyiceberg (Iceberg deletes are copy-on-write here, so the data files are the table).
+Each table is a view under its own name over the Parquet files of its current Iceberg snapshot
+(Iceberg deletes are copy-on-write here, so the data files are the table), read without pyiceberg
+(:mod:`stedi.lakeview`) and confined by :mod:`stedi.sandbox`; the reader's zone (:mod:`stedi.zones`)
+decides which tables there are. Nothing here writes to the warehouse.
 """
 
 from __future__ import annotations
 
-import duckdb
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
-from stedi.contracts import load_contracts
-from stedi.errors import QueryError, first_line
-from stedi.warehouse import Warehouse
+from stedi.errors import StediError
 
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
 
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def connect(wh: Warehouse) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with one view per table of the warehouse, named as the table."""
-    con = duckdb.connect()
-    if wh.files.remote:  # DuckDB reads s3:// through the warehouse's fsspec filesystem (no httpfs here)
-        con.register_filesystem(wh.files.fs)
-    for name, c in load_contracts().items():
-        files = wh.data_files(name)
-        if files:
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-            cols = ", ".join(_quote(n) for n in c.column_names)
-            con.execute(f"CREATE VIEW {_quote(name)} AS SELECT {cols} FROM read_parquet([{listing}])")
-        else:
-            con.register(f"__empty_{name}", c.arrow_schema().empty_table())
-            con.execute(f"CREATE VIEW {_quote(name)} AS SELECT * FROM {_quote('__empty_' + name)}")
-    return con
+    from stedi.config import Settings
+    from stedi.lakeview import Lake
+    from stedi.sandbox import View
 
 
-def sql(wh: Warehouse, query: str) -> pa.Table:
-    """Run ``query`` over the warehouse's tables and return the result as Arrow."""
-    con = connect(wh)
+def _settings(where) -> Settings:
+    """Settings from a Warehouse (older callers) or Settings."""
+    return getattr(where, "settings", where)
+
+
+def open_views(settings: Settings, as_of: str | None = None) -> tuple[Lake, list[View], list[str]]:
+    """The reader's tables (by zone), their views, and the folders beside them they may read."""
+    from stedi.lakeview import Lake
+    from stedi.sandbox import views
+    from stedi.zones import visible
+
+    lake = Lake(settings)
+    names = visible(settings.zone, settings.tables)
+    lake.check_exists()
+    if as_of is not None:
+        lake.as_of(as_of, names)
+    # raw landing copies: only for a reader who asked for the landing zone by name
+    directories = [lake.location.rstrip("/") + "/landing/"] if settings.zone == "landing" else []
+    return lake, views(lake, names), directories
+
+
+def connect(where, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only, confined DuckDB connection with one view per table the reader may see."""
+    from stedi.sandbox import connect as sandbox
+
+    lake, vs, directories = open_views(_settings(where), as_of)
+    return sandbox(lake, vs, directories)
+
+
+def sql(where, query: str, as_of: str | None = None) -> pa.Table:
+    """Run ``query`` (one or more SELECTs; the last one's rows are returned) as Arrow."""
+    import duckdb
+
+    from stedi.sandbox import check_query, explain
+
+    statements = check_query(query)
+    lake, vs, directories = open_views(_settings(where), as_of)
+    from stedi.sandbox import connect as sandbox
+
+    con = sandbox(lake, vs, directories)
     try:
-        return con.sql(query).to_arrow_table()
-    except duckdb.CatalogException as err:
-        raise QueryError(f"{first_line(err)} (tables: {', '.join(sorted(load_contracts()))})") from err
-    except duckdb.ParserException as err:
-        raise QueryError(f"malformed query: {first_line(err)}") from err
+        for s in statements[:-1]:
+            con.execute(s)
+        return con.sql(statements[-1].query).to_arrow_table()
     except duckdb.Error as err:
-        raise QueryError(first_line(err)) from err
+        raise explain(err, [v.name for v in vs]) from err
     finally:
         con.close()
+
+
+def table(settings: Settings, name: str) -> pl.LazyFrame:
+    """Table ``name``'s current snapshot as a Polars LazyFrame, for a reader allowed to see it."""
+    import polars as pl
+
+    from stedi.contracts import contract
+    from stedi.lakeview import Lake
+    from stedi.zones import visible
+
+    c = contract(name)  # a clear error for an unknown table
+    if name not in visible(settings.zone, settings.tables):
+        raise StediError(f"table {name} is not in the {settings.zone} zone this reader is limited to")
+    lake = Lake(settings)
+    state = lake.state(name)
+    if state.problem:
+        raise StediError(state.problem)
+    if state.snapshot is None:
+        return pl.from_arrow(c.arrow_schema().empty_table()).lazy()
+    from pyiceberg.table import StaticTable
+
+    from stedi.storage import Storage
+
+    static = StaticTable.from_metadata(state.metadata_location, properties=Storage(lake.location).iceberg_properties)
+    return pl.scan_iceberg(static, snapshot_id=state.snapshot.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stedi import keys as keyring
+from stedi import maintenance
 from stedi.contracts import load_contracts
 
 if TYPE_CHECKING:
@@ -30,5 +31,5 @@ def rotate_key(wh: Warehouse) -> tuple[Keys, RunSummary]:
         summary = run(wh, new, full_refresh=True)
         for name, c in load_contracts().items():
             if c.owner_kind in ("customer_key", "subject_key"):
-                wh.expire_and_remove_unreferenced(name)
+                maintenance.expire_all_older(wh, name)
     return new, summary

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import narwhals as nw
 
 import pipelines
-from stedi import privacy
+from stedi import privacy, retention
 from stedi.contracts import Contract, contract, contract_digest
 from stedi.errors import AuditError, JobError, StediError, first_line
 from stedi.warehouse import Change, Staged, Warehouse
@@ -293,6 +293,7 @@ class RunSummary:
     mode: str = "full"  # "full": every stale table rebuilt; "incremental": see stedi.incremental
     changed_customers: int = 0  # an incremental run's customers recomputed whole
     reading_customers: int = 0  # an incremental run's customers with new readings only
+    retained: retention.Retained = field(default_factory=retention.Retained)  # what retention expired after the commit
 
     @property
     def out_of_scope(self) -> int:
@@ -350,6 +351,7 @@ def run(
     nothing is committed."""
     with wh.lock("stedi-etl run"):
         started_at = datetime.now(UTC)
+        consenting = wh.table(retention.CONSENTING).current_snapshot()
         try:
             keys = wh.keys(key, create=True)
             summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit, properties or {})
@@ -362,6 +364,13 @@ def run(
             except Exception as err:  # the storage or catalog failing now: say what is already done
                 raise StediError(
                     f"run {summary.run_id} committed its tables, but its run_log rows could not be written: {first_line(err)}"
+                ) from err
+            try:
+                summary.retained = retention.enforce(wh, keys, before=consenting.snapshot_id if consenting else None)
+            except Exception as err:
+                raise StediError(
+                    f"run {summary.run_id} committed its tables, but expiring old snapshots failed: {first_line(err)}; "
+                    "`stedi-etl maintain` finishes it"
                 ) from err
         return summary
 

@@ -22,7 +22,6 @@ with Polars. The files of a run that fails before its commit are deleted.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
 import uuid
@@ -45,14 +44,6 @@ DEFAULT_MASTER = "local[*]"
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
 
 
-class _NoStatisticsIsMeant(logging.Filter):
-    """pyiceberg's add_files warns of each column without footer statistics: the personal ones, on purpose."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("PyArrow statistics missing")
-
-
-logging.getLogger("pyiceberg.io.pyarrow").addFilter(_NoStatisticsIsMeant())
 
 
 def reachable(master: str, timeout: float = 5.0) -> None:

@@ -133,7 +133,7 @@ class Storage:
         """Create the root (a local folder), or check that the bucket exists and answers."""
         if not self.remote:
             try:
-                Path(self.base).mkdir(parents=True, exist_ok=True)
+                Path(self.base).mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as err:
                 raise ConfigError(f"cannot create warehouse folder {self.base}: {err.strerror}") from err
             return
@@ -153,7 +153,10 @@ class Storage:
     def write(self, rel: str, content: bytes) -> None:
         """Replace ``rel`` with ``content`` atomically and durably. Locally: a new file beside it,
         flushed to disk, renamed over it. In S3 a PUT is atomic: readers see the old object or the
-        new one, never a part."""
+        new one, never a part. What goes into the private folder is written as :meth:`write_private`."""
+        if rel.split("/", 1)[0] == PRIVATE:
+            self.write_private(rel, content)
+            return
         if self.remote:
             self.fs.pipe_file(self.path(rel), content)
             return

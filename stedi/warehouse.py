@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Literal
 from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
 from pyiceberg.table import Table, Transaction
 
-from stedi import catalogs
+from stedi import at_rest, catalogs
 from stedi.catalogs import OWNER  # noqa: F401 — where it was first defined
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
@@ -140,8 +140,9 @@ class Staged:
 class Warehouse:
     """Access to one warehouse's tables and files. Build one per process with :meth:`open`."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, read_only: bool = False):
         self.settings = settings
+        self.read_only = read_only  # a reader's: creates no folder, table or catalog entry
         self.files = Storage(settings.warehouse)
         self.location = self.files.location  # an absolute path, or s3://bucket/prefix
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
@@ -149,8 +150,21 @@ class Warehouse:
         self._lease: BucketLock | None = None  # the bucket's lock, held with a Glue catalog
 
     @classmethod
-    def open(cls, settings: Settings) -> Warehouse:
-        wh = cls(settings)
+    def open(cls, settings: Settings, read_only: bool = False) -> Warehouse:
+        """The warehouse ``settings`` name. ``read_only``: for a reader, which must find one there
+        (:meth:`stedi.lakeview.Lake.check_exists`) and creates nothing, nor finishes a half-done commit."""
+        wh = cls(settings, read_only)
+        if read_only:
+            from stedi.lakeview import Lake
+
+            Lake(settings).check_exists()
+            return wh
+        from stedi.lakeview import Lake, WarehouseMissing
+
+        try:  # a lost catalog beside the tables' metadata: say how to rebuild it, never start an empty one
+            Lake(settings).check_exists()
+        except WarehouseMissing:
+            pass  # a new warehouse: a writer creates it
         wh.files.ensure()
         wh.settle()
         return wh
@@ -173,8 +187,11 @@ class Warehouse:
     # -- catalog ---------------------------------------------------------------------------------
     @cached_property
     def catalog(self) -> Catalog:
-        if not self.files.remote:
+        if not self.files.remote and not self.read_only:
             Path(self.files.path("iceberg")).mkdir(parents=True, exist_ok=True)
+            uri = self.settings.catalog_url
+            if uri.startswith("sqlite:///") and self.settings.catalog_uri is None:  # the warehouse's own catalog.db
+                at_rest.create_private_file(Path(uri.removeprefix("sqlite:///")), at_rest.group_id(self.settings.group))
         return catalogs.open_catalog(self.settings.catalog_url, self.files, self.location)
 
     @cached_property
@@ -196,6 +213,7 @@ class Warehouse:
     def table(self, name: str) -> Table:
         """The Iceberg table ``name``, created from its contract if it does not exist yet."""
         if name not in self._tables:
+            at_rest.install_private_parquet()  # every write of a table goes through pyiceberg's writer
             ident = f"{self.namespace}.{name}"
             c = contract(name)
             try:
@@ -203,6 +221,9 @@ class Warehouse:
                     table = self.catalog.load_table(ident)
                 except NoSuchTableError:
                     location = self.files.url(f"iceberg/{NAMESPACE}/{name}")
+                    if self.read_only:  # a reader sees a table never written as empty, and creates nothing
+                        self._tables[name] = _never_written(ident, c, location, self.catalog)
+                        return self._tables[name]
                     table = self.catalog.create_table_if_not_exists(
                         ident, c.iceberg_schema(), location=location, properties=table_properties(c)
                     )
@@ -214,7 +235,7 @@ class Warehouse:
                     f"the catalog {self.catalog_name} holds the tables of another warehouse "
                     f"({table.location()}), not of {self.location}: give each warehouse its own catalog database"
                 )
-            self._tables[name] = _up_to_contract(table, c)
+            self._tables[name] = table if self.read_only else _up_to_contract(table, c)
         return self._tables[name]
 
     # -- keys --------------------------------------------------------------------------------------
@@ -267,7 +288,11 @@ class Warehouse:
 
         deadline = time.monotonic() + timeout
         busy = f"the warehouse {self.location} is busy ({{holder}}); waited {timeout:.0f}s, try again when it is done"
-        with locks.file_lock(self._lock_file(), what, deadline, busy), self._catalog_lock(what, deadline):
+        with (
+            locks.file_lock(self._lock_file(), what, deadline, busy),
+            self._catalog_lock(what, deadline),
+            contextlib.nullcontext() if self.files.remote else at_rest.private(self.root, self.settings.group),
+        ):
             self._holding = what
             try:
                 # Tables loaded before the lock was ours may predate another writer's commit.
@@ -315,48 +340,6 @@ class Warehouse:
         called before every commit and deletion."""
         if self._lease is not None:
             self._lease.check()
-
-    # -- files no table refers to ------------------------------------------------------------------
-    def remove_orphan_copies(self) -> int:
-        """Delete the files of ``landing/`` that ``ingest_manifest`` does not record: copies and
-        temporary files of ingests that never committed (a killed process). Run under :meth:`lock`."""
-        self.still_locked()
-        on_disk = self.files.sizes("landing")
-        if not on_disk:
-            return 0
-        table = self.table("ingest_manifest")
-        recorded: set[str] = set()
-        if table.current_snapshot() is not None:
-            recorded = set(table.scan(selected_fields=("stored_path",)).to_arrow()["stored_path"].to_pylist())
-        orphans = [self.files.path(rel) for rel in on_disk if rel not in recorded]
-        self.files.delete_paths(orphans)
-        return len(orphans)
-
-    def expire_and_remove_unreferenced(self, name: str) -> int:
-        """Expire every snapshot of table ``name`` but the current one, then delete every file under
-        the table's location that the current snapshot does not use: data files, manifests and
-        metadata files of older versions, and orphans of writes that never committed.
-
-        pyiceberg's expire_snapshots only drops the references; this deletes the files. Run it
-        under :meth:`lock`: a concurrent writer's staged files would look like orphans. Returns the
-        number of files deleted.
-        """
-        self.still_locked()
-        table = self.table(name)
-        current = table.current_snapshot()
-        older = [s.snapshot_id for s in table.metadata.snapshots if current is None or s.snapshot_id != current.snapshot_id]
-        if older:
-            table.maintenance.expire_snapshots().by_ids(older).commit()
-        strip = self.files.strip
-        keep = {strip(table.metadata_location)}
-        if current is not None:
-            keep.add(strip(current.manifest_list))
-            for manifest in current.manifests(table.io):
-                keep.add(strip(manifest.manifest_path))
-                keep.update(strip(e.data_file.file_path) for e in manifest.fetch_manifest_entry(table.io))
-        unused = [name for name in self.files.files_under(table.location()) if name not in keep]
-        self.files.delete_paths(unused)
-        return len(unused)
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
@@ -539,6 +522,19 @@ class Warehouse:
                 table.overwrite(contract(name).arrow_schema().empty_table())
         elif current is None or current.snapshot_id != snapshot_id:
             table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+
+
+def _never_written(ident: str, c: Contract, location: str, catalog: Catalog) -> Table:
+    """An empty table of contract ``c`` that exists only in memory (no file, no catalog row)."""
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+    from pyiceberg.table import StaticTable
+    from pyiceberg.table.metadata import new_table_metadata
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+    meta = new_table_metadata(c.iceberg_schema(), UNPARTITIONED_PARTITION_SPEC, UNSORTED_SORT_ORDER, location, table_properties(c))
+    from pyiceberg.io import load_file_io
+
+    return StaticTable(tuple(ident.split(".")), meta, "", load_file_io(catalog.properties, location), catalog)
 
 
 def _up_to_contract(table: Table, c: Contract) -> Table:

@@ -371,14 +371,18 @@ class Freshness:
 
 def freshness(wh: Warehouse, name: str) -> Freshness:
     """When table ``name``'s rows last changed, and the delay of the micro-batch that changed them."""
-    from stedi.compaction import DATA_AT
-
     snap = wh.table(name).current_snapshot()
     if snap is None:
         return Freshness(name, None, None)
-    props = snap.summary.additional_properties if snap.summary else {}
-    at_ms = int(props.get(DATA_AT) or snap.timestamp_ms)
-    delay = (at_ms - int(props[ARRIVED])) / 1000 if ARRIVED in props else None
+    return freshness_of(name, snap.summary.additional_properties if snap.summary else {}, snap.timestamp_ms)
+
+
+def freshness_of(name: str, summary: dict[str, str], timestamp_ms: int) -> Freshness:
+    """:func:`freshness` from a snapshot's summary and time, however they were read."""
+    from stedi.compaction import DATA_AT
+
+    at_ms = int(summary.get(DATA_AT) or timestamp_ms)
+    delay = (at_ms - int(summary[ARRIVED])) / 1000 if ARRIVED in summary else None
     return Freshness(name, datetime.fromtimestamp(at_ms / 1000, tz=UTC), delay)
 
 

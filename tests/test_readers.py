@@ -43,7 +43,7 @@ def test_the_polars_engines_tables_in_a_folder_are_read_alike(tmp_path, monkeypa
     build(str(root))
     wh = Warehouse.open(Settings(warehouse=root))
     assert all(wh.info(name).rows for name in ("erasure_log", "suppression_list", "machine_learning_curated"))
-    assert assert_plain_iceberg_files(wh, [n for n in load_contracts() if wh.info(n).snapshot_id], footers=False) > 0
+    assert assert_plain_iceberg_files(wh, [n for n in load_contracts() if wh.info(n).snapshot_id], footers=True) > 0
     assert_readers_agree(wh, tmp_path / "read")
 
 

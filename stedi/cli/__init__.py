@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 
-from stedi.cli import read, tools, watch, write  # noqa: F401  (each registers its commands on the group)
-from stedi.cli.app import cli
+from stedi.cli import admin, look, read, tools, watch, write  # noqa: F401  (each registers its commands on the group)
+from stedi.cli.app import add_warehouse_options, cli
+
+add_warehouse_options(cli)
 
 __all__ = ["cli", "main"]
 

@@ -12,7 +12,9 @@ from stedi.errors import StediError, first_line
 from stedi.storage import storage_error
 
 EPILOG_WAREHOUSE = (
-    "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE) and is created on first use. "
+    "The warehouse defaults to ./lakehouse (or STEDI_WAREHOUSE); only ingest and init create one, a read "
+    "command on a warehouse that does not exist says so. --warehouse and --catalog-uri go before or after the "
+    "command's name. "
     "--warehouse s3://bucket/prefix keeps it in object storage (endpoint, region and credentials from the "
     "standard AWS variables and files) with the catalog named by --catalog-uri."
 )
@@ -26,6 +28,9 @@ def _fail_cleanly(fn):
             return fn(*args, **kwargs)
         except StediError as err:
             raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing more was done", err=True)
+            raise SystemExit(130) from None
         except OSError as err:
             ctx = click.get_current_context(silent=True)
             wh = getattr(ctx.obj, "_wh", None) if ctx else None
@@ -38,8 +43,12 @@ def _fail_cleanly(fn):
 
 class _Context:
     def __init__(self, warehouse: str | None, catalog_uri: str | None = None):
-        self._given = {"warehouse": warehouse, "catalog_uri": catalog_uri}
+        self._given: dict[str, object] = {"warehouse": warehouse, "catalog_uri": catalog_uri}
         self._wh = None
+
+    def given(self, **values: object) -> None:
+        """Options given after the command's name (they win over those before it)."""
+        self._given.update({k: v for k, v in values.items() if v is not None})
 
     @functools.cached_property
     def settings(self):
@@ -50,16 +59,61 @@ class _Context:
 
     @property
     def warehouse(self):
+        """The warehouse for a writer (created on first use)."""
         if self._wh is None:
             from stedi.warehouse import Warehouse
 
             self._wh = Warehouse.open(self.settings)
         return self._wh
 
+    @property
+    def reader(self):
+        """The warehouse for a reader: it must exist; nothing is created."""
+        if self._wh is None:
+            from stedi.warehouse import Warehouse
+
+            self._wh = Warehouse.open(self.settings, read_only=True)
+        return self._wh
+
+    def lake(self):
+        """The warehouse as a reader sees it (:mod:`stedi.lakeview`): opens nothing, writes nothing."""
+        from stedi.lakeview import Lake
+
+        return Lake(self.settings)
+
     def keys(self, *, create: bool):
         """The warehouse's keys, checked (a writer may make those of a new warehouse)."""
         return self.warehouse.keys(create=create)
 
+
+
+def _store(name: str):
+    def callback(ctx: click.Context, _param, value):
+        if value is not None and value != () and isinstance(ctx.obj, _Context):
+            ctx.obj.given(**{name: tuple(value) if isinstance(value, tuple) else value})
+        return value
+
+    return callback
+
+
+def warehouse_options(fn):
+    """``--warehouse`` and ``--catalog-uri`` after the command's name too."""
+    fn = click.option("--catalog-uri", default=None, metavar="URI", expose_value=False, callback=_store("catalog_uri"),
+                      help="As before the command's name: the Iceberg catalog.")(fn)
+    return click.option("--warehouse", default=None, expose_value=False, callback=_store("warehouse"),
+                        help="As before the command's name: the warehouse folder or s3://bucket/prefix.")(fn)
+
+
+def zone_options(fn):
+    """``--zone`` and ``--table``: which tables the reader sees (:mod:`stedi.zones`)."""
+    fn = click.option("--table", "tables", multiple=True, expose_value=False, callback=_store("tables"), metavar="TABLE",
+                      help="Show this table too (a reader limited to a zone; repeatable). [default: $STEDI_TABLES, stedi.toml's tables]")(fn)
+    return click.option(
+        "--zone", type=click.Choice(["all", "landing", "trusted", "curated"]), default=None, expose_value=False,
+        callback=_store("zone"),
+        help="Only this zone's tables and those after it (curated: curated only); no system table unless all. "
+        "[default: $STEDI_ZONE, the warehouse's stedi.toml, or all]",
+    )(fn)
 
 
 @click.group(epilog=EPILOG_WAREHOUSE)
@@ -90,3 +144,12 @@ def cli(ctx: click.Context, warehouse: str | None, catalog_uri: str | None) -> N
     """
     ctx.obj = _Context(warehouse, catalog_uri)
 
+
+
+def add_warehouse_options(group: click.Group) -> None:
+    """Give every command of ``group`` ``--warehouse`` and ``--catalog-uri`` after its name (those
+    that declare them already keep theirs)."""
+    for name, command in group.commands.items():
+        names = {p.name for p in command.params}
+        if "warehouse" not in names and name != "generate":  # generate writes files, not a warehouse
+            command.params += warehouse_options(lambda: None).__click_params__

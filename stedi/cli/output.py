@@ -49,17 +49,46 @@ def _progress(total: int):
 
 
 def _print_table(title: str | None, columns: tuple[str, ...], rows: list[tuple]) -> None:
-    """Rows as a table on stdout; numbers right-aligned, None as NULL."""
+    """Rows as a table on stdout; numbers right-aligned, None as NULL. Values and names are printed
+    literally (``[bold]`` or ``:x:`` in data is text, never markup). A table too wide for the screen
+    is printed one record at a time, a column per line."""
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    console = _console()
     numeric = [
         any(isinstance(r[i], int | float) for r in rows) and all(r[i] is None or isinstance(r[i], int | float) for r in rows)
         for i in range(len(columns))
     ]
+    cells = [["NULL" if v is None else str(v) for v in row] for row in rows]
+    if _too_wide(columns, cells, console.width):
+        _print_records(console, title, columns, cells)
+        return
+    table = Table(title=Text(title) if title else None, title_justify="left")
     for name, right in zip(columns, numeric, strict=True):
-        table.add_column(name, justify="right" if right else "left", overflow="fold")  # never cut a value
-    for row in rows:
-        table.add_row(*("NULL" if v is None else str(v) for v in row))
-    _console().print(table)
+        table.add_column(Text(name), justify="right" if right else "left", overflow="fold")  # never cut a value
+    for row in cells:
+        table.add_row(*(Text(v) for v in row))
+    console.print(table)
 
+
+#: The narrowest a column may get before a table is printed record by record instead.
+MIN_COLUMN = 10
+
+
+def _too_wide(columns: tuple[str, ...], cells: list[list[str]], width: int) -> bool:
+    natural = [max([len(c)] + [min(len(r[i]), 40) for r in cells[:200]]) for i, c in enumerate(columns)]
+    needed = sum(min(n, MIN_COLUMN) for n in natural) + 3 * len(columns) + 1
+    return needed > width
+
+
+def _print_records(console, title: str | None, columns: tuple[str, ...], cells: list[list[str]]) -> None:
+    from rich.text import Text
+
+    if title:
+        console.print(Text(title))
+    pad = max(len(c) for c in columns)
+    for n, row in enumerate(cells, 1):
+        console.print(Text(f"-[ record {n} ]" + "-" * max(0, min(console.width, 60) - 14 - len(str(n)))))
+        for name, value in zip(columns, row, strict=True):
+            console.print(Text(f"{name.ljust(pad)} | {value}"), soft_wrap=False)

@@ -7,41 +7,106 @@ import sys
 
 import click
 
-from stedi.cli.app import _Context, _fail_cleanly, cli
+from stedi.cli.app import _Context, _fail_cleanly, cli, warehouse_options, zone_options
 from stedi.cli.output import _console, _fail_on, _print_table
 from stedi.errors import StediError
 
 
-@cli.command()
-@click.argument("query")
+def _query_text(query: tuple[str, ...], file: str | None) -> str:
+    """The SQL given: the argument's words, a file, or stdin (``-``, or nothing on a pipe)."""
+    if file is not None:
+        if query:
+            raise StediError("give the SQL either as QUERY or with --file, not both")
+        return _read_sql(file)
+    if query == ("-",) or (not query and not sys.stdin.isatty()):
+        return sys.stdin.read()
+    if not query:
+        raise StediError('no query: give one, e.g. stedi-etl sql "SELECT count(*) FROM customers_curated", or --file, or - for stdin')
+    return " ".join(query)
+
+
+def _read_sql(file: str) -> str:
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        with open(file, encoding="utf-8") as fh:
+            return fh.read()
+    except UnicodeDecodeError:
+        raise StediError(f"{file} is not UTF-8 text") from None
+    except OSError as err:
+        raise StediError(f"cannot read {file}: {err.strerror}") from None
+
+
+# A query may start with a `--` SQL comment: such an argument is the query, not an unknown option.
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("query", nargs=-1)
+@click.option("--file", "file", default=None, metavar="PATH", help="Read the SQL from this file (- for stdin).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Rows shown in table format (0: all). [default: a screenful on a terminal, else all; csv and json: all]",
+)
+@click.option("--as-of", "as_of", default=None, metavar="RUN_ID", help="Query the tables as this run left them.")
+@zone_options
+@warehouse_options
 @click.pass_obj
 @_fail_cleanly
-def sql(obj: _Context, query: str, fmt: str) -> None:
-    """Run QUERY through DuckDB over the current snapshot of every table.
+def sql(obj: _Context, query: tuple[str, ...], file: str | None, fmt: str, limit: int | None, as_of: str | None) -> None:
+    """Run QUERY through DuckDB over the current snapshot of every table you may see.
 
-    Each table is visible under its own name (customer_landing ... machine_learning_curated,
-    quarantine, ingest_manifest).
+    Each table is a view under its own name (customer_landing ... machine_learning_curated,
+    quarantine, ingest_manifest). The sandbox reads those tables' data files and nothing else:
+    no other file, no write, no ATTACH, INSTALL or SET; a refused statement is one line.
 
     \b
     Examples:
       stedi-etl sql "SELECT count(*) FROM machine_learning_curated"
       stedi-etl sql --format csv "SELECT * FROM customers_curated LIMIT 10"
+      stedi-etl sql --file report.sql
+      echo "SELECT 1" | stedi-etl sql -
+      stedi-etl sql --zone curated "SHOW TABLES"
+      stedi-etl sql --as-of run-20261123T101500-1a2b3c "SELECT count(*) FROM customer_trusted"
     """
     from stedi.query import sql as run_sql
 
-    result = run_sql(obj.warehouse, query)
+    result = run_sql(obj.settings, _query_text(query, file), as_of=as_of)
     if fmt == "csv":
-        import pyarrow.csv as pacsv
-
-        sink = sys.stdout.buffer
-        pacsv.write_csv(result, sink)
-        sink.flush()
+        _write_csv(result)
     elif fmt == "json":
         click.echo(json.dumps(result.to_pylist(), default=str, indent=None))
     else:
-        _print_table(None, tuple(result.column_names), [tuple(r.values()) for r in result.to_pylist()])
-        _console().print(f"{result.num_rows} row(s)")
+        _print_result(result, limit)
+
+
+def _write_csv(result) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    nested = [f.name for f in result.schema if pa.types.is_nested(f.type)]
+    if nested:  # CSV has no lists or structs: write them as JSON text
+        import pyarrow.compute as pc  # noqa: F401
+
+        for name in nested:
+            i = result.schema.get_field_index(name)
+            text = pa.array([None if v is None else json.dumps(v, default=str) for v in result[name].to_pylist()], pa.string())
+            result = result.set_column(i, name, text)
+    sink = sys.stdout.buffer
+    pacsv.write_csv(result, sink)
+    sink.flush()
+
+
+def _print_result(result, limit: int | None) -> None:
+    import shutil
+
+    if limit is None:
+        limit = max(shutil.get_terminal_size().lines - 8, 5) if sys.stdout.isatty() else 0
+    shown = result if limit == 0 or result.num_rows <= limit else result.slice(0, limit)
+    _print_table(None, tuple(result.column_names), [tuple(r.values()) for r in shown.to_pylist()])
+    left = result.num_rows - shown.num_rows
+    note = f"{result.num_rows} row(s)" + (f"; {left} not shown (--limit N shows N, --limit 0 all)" if left else "")
+    _console().print(note, markup=False)
 
 
 @cli.command()
@@ -54,35 +119,39 @@ def sql(obj: _Context, query: str, fmt: str) -> None:
     help="Exit 1 if a curated table is staler: its last update older than SECONDS, unless a watch "
     "(`stedi-etl watch`) brought it its last files within SECONDS of their arrival. For monitoring.",
 )
+@zone_options
+@warehouse_options
 @click.pass_obj
 @_fail_cleanly
 def tables(obj: _Context, fmt: str, max_delay: float | None) -> None:
-    """List every table with its zone, row count, last update and the delay of its last micro-batch.
-
-    The delay is that of `stedi-etl watch`: from the micro-batch's oldest file being complete in the
-    source to its rows committed to the table.
+    """List every table you may see with its zone, row count, last update and the delay of its last
+    micro-batch (`stedi-etl watch`: from its oldest file being complete to its rows committed).
 
     \b
     Examples:
       stedi-etl tables
       stedi-etl tables --max-delay 60   # exit 1 when the curated tables are staler
     """
-    from stedi.contracts import ZONES, load_contracts
-    from stedi.watch import freshness, stale
+    from stedi.contracts import ZONES
+    from stedi.watch import freshness_of, stale
+    from stedi.zones import visible
 
-    wh = obj.warehouse
-    infos = sorted((wh.info(n) for n in load_contracts()), key=lambda i: (ZONES.index(i.zone), i.name))
-    fresh = {i.name: freshness(wh, i.name) for i in infos}
+    lake = obj.lake()
+    lake.check_exists()
+    names = visible(obj.settings.zone, obj.settings.tables)
+    states = sorted((lake.state(n) for n in names), key=lambda s: (ZONES.index(s.zone), s.name))
+    fresh = {s.name: freshness_of(s.name, s.snapshot.summary, s.snapshot.timestamp_ms) for s in states if s.snapshot}
     if fmt == "json":
         rows = [
             {
-                "table": i.name,
-                "zone": i.zone,
-                "rows": i.rows,
-                "updated_at": fresh[i.name].updated_at.isoformat() if fresh[i.name].updated_at else None,
-                "delay_seconds": fresh[i.name].delay,
+                "table": s.name,
+                "zone": s.zone,
+                "rows": s.snapshot.rows if s.snapshot else 0,
+                "updated_at": fresh[s.name].updated_at.isoformat() if s.name in fresh else None,
+                "delay_seconds": fresh[s.name].delay if s.name in fresh else None,
+                "problem": s.problem,
             }
-            for i in infos
+            for s in states
         ]
         click.echo(json.dumps(rows))
     else:
@@ -91,24 +160,51 @@ def tables(obj: _Context, fmt: str, max_delay: float | None) -> None:
             ("table", "zone", "rows", "last update", "delay"),
             [
                 (
-                    i.name,
-                    i.zone,
-                    i.rows,
-                    f"{fresh[i.name].updated_at:%Y-%m-%d %H:%M:%S} UTC" if fresh[i.name].updated_at else "never",
-                    f"{fresh[i.name].delay:.2f}s" if fresh[i.name].delay is not None else "",
+                    s.name,
+                    s.zone,
+                    s.snapshot.rows if s.snapshot else 0,
+                    f"{fresh[s.name].updated_at:%Y-%m-%d %H:%M:%S} UTC" if s.name in fresh else "never",
+                    f"{fresh[s.name].delay:.2f}s" if s.name in fresh and fresh[s.name].delay is not None else "",
                 )
-                for i in infos
+                if s.problem is None
+                else (s.name, s.zone, None, "unreadable", "")
+                for s in states
             ],
         )
+    bad = [s for s in states if s.problem]
+    if bad:
+        raise StediError(f"{len(bad)} table(s) cannot be read: " + "; ".join(s.problem for s in bad))
     if max_delay is not None:
-        late = stale([fresh[i.name] for i in infos if i.zone == "curated"], max_delay)
+        from stedi.watch import Freshness
+
+        late = stale([fresh.get(s.name, Freshness(s.name, None, None)) for s in states if s.zone == "curated"], max_delay)
         if late:
             raise StediError(f"stale beyond {max_delay:g}s: " + "; ".join(late))
+
+
+def _iso(ms: int) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def _when(ms: int) -> str:
+    """An epoch-milliseconds instant as a person reads it."""
+    from datetime import UTC, datetime
+
+    return f"{datetime.fromtimestamp(ms / 1000, tz=UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _system(obj: _Context, table: str) -> None:
+    """Refuse, in one line, a reader limited to a zone: ``table`` is a system table."""
+    if obj.settings.zone != "all":
+        raise StediError(f"{table} is a system table; a reader limited to the {obj.settings.zone} zone does not see it")
 
 
 @cli.command()
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True, help="How many recent runs.")
 @click.option("--run", "run_id", default=None, help="Show this run job by job, with its rules' counts.")
+@warehouse_options
 @click.pass_obj
 @_fail_cleanly
 def runs(obj: _Context, limit: int, run_id: str | None) -> None:
@@ -121,9 +217,10 @@ def runs(obj: _Context, limit: int, run_id: str | None) -> None:
     """
     from stedi.query import sql as run_sql
 
+    _system(obj, "run_log")
     if run_id is None:
         rows = run_sql(
-            obj.warehouse,
+            obj.settings,
             f"""
             SELECT run_id, min(started_at) AS started_at, min(status) FILTER (WHERE status = 'failed') AS failed,
                    count(*) FILTER (WHERE status = 'updated') AS updated, sum(rows_out)::BIGINT AS rows_out,
@@ -150,7 +247,7 @@ def runs(obj: _Context, limit: int, run_id: str | None) -> None:
         return
     from stedi.contracts import sql_literal
 
-    rows = run_sql(obj.warehouse, f"SELECT * FROM run_log WHERE run_id = {sql_literal(run_id)} ORDER BY job").to_pylist()
+    rows = run_sql(obj.settings, f"SELECT * FROM run_log WHERE run_id = {sql_literal(run_id)} ORDER BY job").to_pylist()
     if not rows:
         raise StediError(f"no run {run_id!r} in run_log; `stedi-etl runs` lists the recent ones")
     _print_table(
@@ -177,6 +274,7 @@ def runs(obj: _Context, limit: int, run_id: str | None) -> None:
 @cli.command()
 @click.option("--table", "target", default=None, help="Only rows meant for this table.")
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="How many rows, newest first.")
+@warehouse_options
 @click.pass_obj
 @_fail_cleanly
 def quarantine(obj: _Context, target: str | None, limit: int) -> None:
@@ -190,19 +288,20 @@ def quarantine(obj: _Context, target: str | None, limit: int) -> None:
     from stedi.contracts import contract, sql_literal
     from stedi.query import sql as run_sql
 
+    _system(obj, "quarantine")
     where = ""
     if target is not None:
         contract(target)  # a clear error for an unknown table
         where = f"WHERE target_table = {sql_literal(target)}"
     counts = run_sql(
-        obj.warehouse, f"SELECT target_table, reason, count(*) AS n FROM quarantine {where} GROUP BY ALL ORDER BY n DESC, reason"
+        obj.settings, f"SELECT target_table, reason, count(*) AS n FROM quarantine {where} GROUP BY ALL ORDER BY n DESC, reason"
     ).to_pylist()
     if not counts:
         _console().print(f"nothing was set aside{f' for {target}' if target else ''}")
         return
     _print_table("set aside, by reason", ("table", "reason", "rows"), [(r["target_table"], r["reason"], r["n"]) for r in counts])
     rows = run_sql(
-        obj.warehouse,
+        obj.settings,
         f"SELECT * FROM quarantine {where} ORDER BY quarantined_at DESC, source_file, line_number LIMIT {limit}",
     ).to_pylist()
     _print_table(
@@ -220,6 +319,7 @@ def _clip(text: str | None, width: int = 120) -> str | None:
 
 
 @cli.command()
+@warehouse_options
 @click.pass_obj
 @_fail_cleanly
 def audit(obj: _Context) -> None:
@@ -241,7 +341,7 @@ def audit(obj: _Context) -> None:
     """
     from stedi.audit import audit as run_audit
 
-    found = run_audit(obj.warehouse, obj.keys(create=False))
+    found = run_audit(obj.reader, obj.reader.keys(create=False))
     _fail_on(found, f"the audit found {len(found)} privacy violation(s)")
     _console().print("audit passed: no privacy violation found")
 

@@ -39,7 +39,7 @@ def ddl(obj: _Context, dialect: str, location: str | None) -> None:
 
 @cli.command()
 @click.option("--customers", type=click.IntRange(min=1), required=True, help="Number of customers.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: same seed, same bytes.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed (0 or more): same seed, same bytes.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder to write.")
 @_fail_cleanly
 def generate(customers: int, seed: int, out: Path) -> None:

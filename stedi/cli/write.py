@@ -167,6 +167,12 @@ def _run_jobs(
             f"{summary.unattributable} step trainer reading(s) kept out: their device is registered to several "
             "customers, so they cannot be attributed to one (see customer_landing by serialNumber)"
         )
+    kept = summary.retained
+    if kept.departed or kept.snapshots_expired:
+        _console().print(
+            f"retention: {kept.departed} customer(s) withdrew, {kept.snapshots_expired} old snapshot(s) expired and "
+            f"{kept.files_deleted} file(s) deleted (time travel keeps {obj.settings.retention_days} day(s), never a withdrawn customer)"
+        )
     _console().print(
         f"consent scope {summary.consent_scope} kept {summary.out_of_scope} reading(s) out; "
         f"{'done' if summary.changed else 'nothing new: no table changed'} in {summary.seconds:.2f}s"
