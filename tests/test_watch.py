@@ -221,6 +221,7 @@ def test_freshness_check_exits_1_when_the_curated_tables_are_staler_than_the_bou
     cli_runner = CliRunner()
     base = ["--warehouse", str(tmp_path / "wh")]
     env = {"STEDI_PSEUDONYM_KEY": KEY.decode()}
+    assert cli_runner.invoke(cli, [*base, "init"], env=env).exit_code == 0
     never = cli_runner.invoke(cli, [*base, "tables", "--max-delay", "60"], env=env)
     assert never.exit_code == 1 and "never updated" in never.output
     done = cli_runner.invoke(cli, [*base, "watch", "--once", "--settle", "0", str(inbox)], env=env)
