@@ -259,19 +259,20 @@ def _watch_cmd(root: Path, inbox: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "stedi.cli", "--warehouse", str(root), "watch", "--settle", "0.2", "--interval", "0.3", *extra, str(inbox)]
 
 
-# Runs the CLI with stedi.runner.run wrapped: its n-th call sends the process SIGTERM first.
+# Runs the CLI with stedi.runner.run wrapped: its n-th call first sends the process the signals named.
 TERM_IN_RUN = """
-import os, signal, sys
+import os, signal, sys, time
 import stedi.runner as runner
-original, calls, n = runner.run, [0], int(sys.argv[1])
+original, calls, n, signals = runner.run, [0], int(sys.argv[1]), sys.argv[2].split(",")
 def wrapped(*args, **kwargs):
     calls[0] += 1
     if calls[0] == n:
-        os.kill(os.getpid(), signal.SIGTERM)
-        import time; time.sleep(0.2)
+        for name in signals:
+            os.kill(os.getpid(), getattr(signal, name))
+            time.sleep(0.2)
     return original(*args, **kwargs)
 runner.run = wrapped
-sys.argv = ["stedi-etl", *sys.argv[2:]]
+sys.argv = ["stedi-etl", *sys.argv[3:]]
 from stedi.cli import main
 main()
 """
@@ -284,12 +285,29 @@ def test_sigterm_mid_batch_finishes_the_batch_and_exits_0(tmp_path, parts, refer
     for part in parts:
         deliver(part, inbox)
     # (no catch-up run at start: nothing was ever ingested) the first micro-batch's run
-    cmd = [sys.executable, "-c", TERM_IN_RUN, "1", *_watch_cmd(root, inbox)[3:]]
+    cmd = [sys.executable, "-c", TERM_IN_RUN, "1", "SIGTERM", *_watch_cmd(root, inbox)[3:]]
     proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip().splitlines() == ["watch stopped by SIGTERM after 1 micro-batch(es); every batch taken is committed"]
     assert proc.stdout.count("micro-batch:") == 1
     assert_same(tables(Warehouse.open(Settings(warehouse=root))), reference)  # every file was in that batch
+
+
+def test_a_second_ctrl_c_interrupts_the_batch_and_the_next_watch_finishes_it(tmp_path, parts, reference):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    root = tmp_path / "wh"
+    for part in parts:
+        deliver(part, inbox)
+    cmd = [sys.executable, "-c", TERM_IN_RUN, "1", "SIGINT,SIGINT", *_watch_cmd(root, inbox)[3:]]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 130, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "rolled back" in proc.stderr
+    wh = Warehouse.open(Settings(warehouse=root))
+    assert wh.info("accelerometer_landing").rows > 0 and wh.info("machine_learning_curated").rows == 0  # landed, not run
+    done = subprocess.run([*_watch_cmd(root, inbox)[:-1], "--once", str(inbox)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert_same(tables(Warehouse.open(Settings(warehouse=root))), reference)
 
 
 def test_ctrl_c_exits_130(tmp_path, parts):

@@ -64,7 +64,7 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
     landed and quarantined, tables updated, seconds, and the delay from its oldest file being
     complete to its rows committed. The writers' lock is held only while a micro-batch commits.
     SIGTERM or Ctrl-C finish the micro-batch in progress and exit (0, or 130 for Ctrl-C); a second
-    Ctrl-C abandons it (nothing of it is kept).
+    Ctrl-C interrupts it (what it had not committed is rolled back; the next watch finishes it).
 
     \b
     Examples:
@@ -92,7 +92,8 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
     try:
         batches = watcher.serve()
     except KeyboardInterrupt:
-        click.echo("watch stopped by Ctrl-C; the micro-batch in progress was abandoned, nothing of it kept", err=True)
+        click.echo("watch interrupted by a second Ctrl-C: what the micro-batch in progress had not committed was rolled back; "
+                   "the next watch finishes it", err=True)
         sys.exit(130)
     finally:
         for s, handler in previous.items():
