@@ -395,3 +395,13 @@ def test_an_s3_source_is_listed_from_the_last_key_and_each_object_taken_once(tmp
     fs.pipe("inbox/drop/customer/landing/000-late.json", b"{}\n")
     seen = [len(inbox.look()[0]) for _ in range(RELIST_EVERY)]
     assert seen[:-1] == [16] * (RELIST_EVERY - 1) and seen[-1] == 17
+
+
+@pytest.mark.parametrize(("make", "expected"), [(None, "does not exist"), ("file", "is not a folder")])
+def test_a_bad_source_is_one_line_and_exit_1(tmp_path, make, expected):
+    source = tmp_path / "inbox"
+    if make == "file":
+        source.write_text("{}")
+    result = CliRunner().invoke(cli, ["--warehouse", str(tmp_path / "wh"), "watch", "--once", str(source)], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: source {source} {expected}" + (" (expected customer/landing/*.json, ...)" if make else "")]
