@@ -9,12 +9,8 @@ Join key: ``user`` = ``customer_trusted.email`` (no customer column is kept).
 
 import narwhals as nw
 
+from stedi.jobs import job
 from stedi.privacy import IN_SCOPE, mark_consent_scope, normalise, only_consenting
-
-INPUTS = ("accelerometer_landing", "customer_trusted")
-OUTPUT = "accelerometer_trusted"
-#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
-APPENDS = ("accelerometer_landing",)
 
 
 def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFrame, *, consent_scope: str) -> nw.LazyFrame:
@@ -27,3 +23,12 @@ def transform(accelerometer_landing: nw.LazyFrame, customer_trusted: nw.LazyFram
         .select("user", "timestamp", "x", "y", "z", IN_SCOPE)
         .unique()
     )
+
+
+# appends: inputs mapped row by row, new rows there give new rows here (stedi.incremental)
+JOB = job(
+    transform,
+    inputs=("accelerometer_landing", "customer_trusted"),
+    output="accelerometer_trusted",
+    appends=("accelerometer_landing",),
+)

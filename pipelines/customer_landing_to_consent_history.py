@@ -11,10 +11,8 @@ Every customer is here, consenting or not: this is the record of who may be else
 
 import narwhals as nw
 
+from stedi.jobs import job
 from stedi.privacy import CONSENT, RECORD_ORDER, has_research_consent, normalise
-
-INPUTS = ("customer_landing", "customer_pseudonyms")
-OUTPUT = "customer_consent_history"
 
 
 def transform(customer_landing: nw.LazyFrame, customer_pseudonyms: nw.LazyFrame) -> nw.LazyFrame:
@@ -71,3 +69,10 @@ def transform(customer_landing: nw.LazyFrame, customer_pseudonyms: nw.LazyFrame)
         nw.col("_source_file").alias("source_file"),
         nw.col("_line_number").alias("line_number"),
     )
+
+
+JOB = job(
+    transform,
+    inputs=("customer_landing", "customer_pseudonyms"),
+    output="customer_consent_history",
+)

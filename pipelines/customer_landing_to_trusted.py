@@ -11,10 +11,8 @@ record of theirs was set aside at ingest, or the consent value is not a valid da
 
 import narwhals as nw
 
+from stedi.jobs import job
 from stedi.privacy import CERTAIN, has_research_consent, latest_records, mark_certain
-
-INPUTS = ("customer_landing", "customer_records_set_aside")
-OUTPUT = "customer_trusted"
 
 COLUMNS = (
     "customerName",
@@ -35,3 +33,10 @@ def transform(customer_landing: nw.LazyFrame, customer_records_set_aside: nw.Laz
 
     # the uncertain stay in, marked, so that the runner counts them, sets them aside and drops them
     return latest.filter(has_research_consent() | ~nw.col(CERTAIN)).select(*COLUMNS, CERTAIN)
+
+
+JOB = job(
+    transform,
+    inputs=("customer_landing", "customer_records_set_aside"),
+    output="customer_trusted",
+)

@@ -11,10 +11,8 @@ instant to the millisecond.
 
 import narwhals as nw
 
+from stedi.jobs import job
 from stedi.privacy import coarsen_to_day
-
-INPUTS = ("customer_trusted", "accelerometer_trusted", "customer_pseudonyms")
-OUTPUT = "customers_curated"
 
 
 def transform(
@@ -40,11 +38,6 @@ def transform(
         "first_reading_day",
         "last_reading_day",
     )
-
-
-#: Incremental runs (stedi.incremental): the input whose new rows ``fold`` takes into a customer's
-#: row without reading all their rows of it again.
-FOLDS = "accelerometer_trusted"
 
 
 def fold(
@@ -73,3 +66,13 @@ def fold(
         )
         .select(columns)
     )
+
+
+# folds: the input whose new rows `fold` takes into a customer's row without reading all of it again
+JOB = job(
+    transform,
+    inputs=("customer_trusted", "accelerometer_trusted", "customer_pseudonyms"),
+    output="customers_curated",
+    folds="accelerometer_trusted",
+    fold=fold,
+)

@@ -12,10 +12,7 @@ The output is an allowlist: the customer appears only as ``customer_key``.
 
 import narwhals as nw
 
-INPUTS = ("step_trainer_trusted", "accelerometer_trusted", "customer_trusted", "customer_pseudonyms")
-OUTPUT = "machine_learning_curated"
-#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
-APPENDS = ("step_trainer_trusted", "accelerometer_trusted")
+from stedi.jobs import job
 
 
 def transform(
@@ -44,3 +41,12 @@ def transform(
         "y",
         "z",
     )
+
+
+# appends: inputs mapped row by row, new rows there give new rows here (stedi.incremental)
+JOB = job(
+    transform,
+    inputs=("step_trainer_trusted", "accelerometer_trusted", "customer_trusted", "customer_pseudonyms"),
+    output="machine_learning_curated",
+    appends=("step_trainer_trusted", "accelerometer_trusted"),
+)

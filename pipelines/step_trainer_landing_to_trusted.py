@@ -11,12 +11,8 @@ Join keys: ``serialNumber`` -> its owner in ``customer_trusted``, whose ``email`
 
 import narwhals as nw
 
+from stedi.jobs import job
 from stedi.privacy import ATTRIBUTABLE, CONSENT, IN_SCOPE, mark_attributable, mark_consent_scope, normalise
-
-INPUTS = ("step_trainer_landing", "customer_trusted", "customers_curated", "customer_pseudonyms", "customer_landing")
-OUTPUT = "step_trainer_trusted"
-#: Inputs mapped row by row: new rows there give new rows here (stedi.incremental).
-APPENDS = ("step_trainer_landing",)
 
 
 def transform(
@@ -42,3 +38,12 @@ def transform(
         .select("sensorReadingTime", "serialNumber", "distanceFromObject", IN_SCOPE, ATTRIBUTABLE)
         .unique()
     )
+
+
+# appends: inputs mapped row by row, new rows there give new rows here (stedi.incremental)
+JOB = job(
+    transform,
+    inputs=("step_trainer_landing", "customer_trusted", "customers_curated", "customer_pseudonyms", "customer_landing"),
+    output="step_trainer_trusted",
+    appends=("step_trainer_landing",),
+)

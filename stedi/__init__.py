@@ -3,7 +3,9 @@
 For notebooks::
 
     import stedi
-    con = stedi.connect("lakehouse")              # DuckDB, one view per table
+    con = stedi.connect("lakehouse")              # DuckDB, one view per table, read-only and confined
+    con = stedi.connect("lakehouse", zone="curated")          # only the curated tables
+    con = stedi.connect("lakehouse", as_of="run-20261123T101500-1a2b3c")   # as that run left them
     con.sql("SELECT count(*) FROM machine_learning_curated").fetchall()
     lf = stedi.table("accelerometer_trusted", "lakehouse")   # a Polars LazyFrame
     con = stedi.connect("s3://bucket/stedi", catalog_uri="postgresql+psycopg://...")

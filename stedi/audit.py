@@ -27,12 +27,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stedi import files_audit, privacy
 from stedi.contracts import Contract, load_contracts
+from stedi.errors import Violation
 from stedi.storage import PRIVATE
 from stedi.warehouse import Warehouse
 
@@ -51,16 +51,6 @@ PASSED = f"{PRIVATE}/audit-passed"
 _EMAIL_SHAPE = r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}"
 #: Owner kinds, and the column of the audit's people table holding each.
 _PEOPLE_COLUMN = {"email": "email", "serial": "serial", "customer_key": "customer_key", "subject_key": "subject_key"}
-
-
-@dataclass(frozen=True)
-class Violation:
-    check: str
-    table: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.table}: {self.check}: {self.detail}"
 
 
 def strictest_scope(*scopes: str | None) -> str:

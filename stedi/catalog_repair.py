@@ -11,10 +11,13 @@ there, is never touched. It is idempotent: run again after an interruption, it f
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from stedi.config import Settings
@@ -36,14 +39,36 @@ def newest_metadata(folder: Path) -> Path | None:
     return max(found)[2] if found else None
 
 
+@contextlib.contextmanager
+def _held(settings: Settings, root: Path, what: str) -> Iterator[None]:
+    """The writers' lock of the folder, with what is written private at rest (:mod:`stedi.at_rest`)."""
+    from stedi import at_rest, locks
+    from stedi.storage import PRIVATE
+    from stedi.warehouse import LOCK_TIMEOUT_S
+
+    private = root / PRIVATE
+    private.mkdir(mode=0o700, exist_ok=True)
+    busy = f"the warehouse {root} is busy ({{holder}}); try again when it is done"
+    with locks.file_lock(private / "lock", what, time.monotonic() + LOCK_TIMEOUT_S, busy), at_rest.private(root, settings.group):
+        yield
+
+
 def repair(settings: Settings) -> list[str]:
     """Register in the catalog every table of the warehouse folder it does not hold, from its newest
     metadata file (the catalog is created if it is missing). Returns the tables registered."""
+    root = _local_root(settings, "repair")
+    with _held(settings, root, "stedi-etl repair"):
+        done = _register(settings, root)
+    if done:
+        relocate(settings)  # metadata written at another place (a folder moved, then its catalog lost)
+    return done
+
+
+def _register(settings: Settings, root: Path) -> list[str]:
     from pyiceberg.exceptions import NoSuchTableError
 
     from stedi.warehouse import NAMESPACE, Warehouse
 
-    root = _local_root(settings, "repair")
     tables = sorted(p for p in (root / "iceberg" / NAMESPACE).glob("*/metadata") if p.is_dir())
     if not tables:
         raise StediError(f"no Iceberg table under {root / 'iceberg' / NAMESPACE}: nothing to repair")
@@ -60,12 +85,6 @@ def repair(settings: Settings) -> list[str]:
         newest = newest_metadata(folder)
         if newest is None:
             raise StediError(f"table {name}: no readable metadata file in {folder}")
-        location = json.loads(newest.read_bytes())["location"]
-        if not location.removeprefix("file://").startswith(str(root) + "/"):
-            raise StediError(
-                f"table {name}'s metadata places it at {location}, not in {root}: the folder was moved; "
-                f"`stedi-etl relocate --warehouse {root}` after the repair points it here"
-            )
         wh.catalog.register_table(ident, f"file://{newest}")
         done.append(name)
     return done
@@ -74,11 +93,16 @@ def repair(settings: Settings) -> list[str]:
 def relocate(settings: Settings) -> list[str]:
     """Point the tables of the warehouse at ``settings.location`` at this place, where its folder
     was moved or copied. Returns the tables rewritten."""
+    root = _local_root(settings, "relocate")
+    with _held(settings, root, "stedi-etl relocate"):
+        return _relocate(settings, root)
+
+
+def _relocate(settings: Settings, root: Path) -> list[str]:
     from sqlalchemy import create_engine, text
 
     from stedi.catalogs import OWNER, SQL_NAMESPACE, is_glue
 
-    root = _local_root(settings, "relocate")
     uri = settings.catalog_url
     if is_glue(uri):
         raise ConfigError("relocate works on a SQL catalog; with Glue, register the tables again from their metadata")
@@ -96,13 +120,15 @@ def relocate(settings: Settings) -> list[str]:
             for name, location in rows:
                 if not location:
                     continue
-                old = _old_root(location, name)
-                if old == new:
+                here = _here(root, location, name)
+                try:
+                    table_root = json.loads(here.read_bytes())["location"]
+                except (OSError, ValueError, KeyError) as err:
+                    raise StediError(f"table {name}: cannot read {here} ({first_line(err)})") from err
+                old = _old_root(table_root, name)
+                if old == new and location == f"file://{here}":
                     continue
-                here = root / Path(location.removeprefix(old + "/"))
-                if not here.exists():
-                    raise StediError(f"table {name}: {here} is missing: copy the whole warehouse folder, then relocate")
-                moved = _rewrite_table(here, old, new)
+                moved = _rewrite_table(here, old, new) if old != new else f"file://{here}"
                 conn.execute(
                     text(
                         "UPDATE iceberg_tables SET metadata_location = :m, previous_metadata_location = NULL "
@@ -134,12 +160,24 @@ def _local_root(settings: Settings, what: str) -> Path:
     return root
 
 
-def _old_root(location: str, name: str) -> str:
-    """The warehouse root a metadata URI was written under (``<root>/iceberg/<ns>/<table>/metadata/...``)."""
-    m = re.match(rf"^(.*)/iceberg/[^/]+/{re.escape(name)}/metadata/[^/]+$", location)
+def _old_root(table_location: str, name: str) -> str:
+    """The warehouse root a table's location names (``<root>/iceberg/<ns>/<table>``)."""
+    m = re.match(rf"^(.*)/iceberg/[^/]+/{re.escape(name)}/?$", table_location)
     if m is None:
-        raise StediError(f"cannot tell the warehouse of {location}")
+        raise StediError(f"cannot tell the warehouse of table {name} at {table_location}")
     return m.group(1)
+
+
+def _here(root: Path, metadata_location: str, name: str) -> Path:
+    """The metadata file a catalog row names, found in this folder (where the warehouse is now)."""
+    path = metadata_location.removeprefix("file://")
+    tail = re.search(rf"/iceberg/[^/]+/{re.escape(name)}/metadata/[^/]+$", path)
+    if tail is None:
+        raise StediError(f"cannot tell where table {name}'s metadata {metadata_location} is in {root}")
+    here = Path(f"{root}{tail.group(0)}")
+    if not here.exists():
+        raise StediError(f"table {name}: {here} is missing: copy the whole warehouse folder, then relocate")
+    return here
 
 
 def _swap(value, old: str, new: str):

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from stedi import maintenance
+from stedi import maintenance, properties
 from stedi.contracts import load_contracts
 from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from
 
@@ -33,7 +33,7 @@ SMALL_FILE_BYTES = 8 * 1024 * 1024
 #: Compact a table once it has at least this many small files.
 MIN_SMALL_FILES = 2
 #: When the snapshot compacted was written (epoch ms): the rows' last change, for freshness.
-DATA_AT = "stedi.data-at-ms"
+DATA_AT = properties.DATA_AT
 #: How many snapshots back a compaction lists (those that only added a run's rows).
 _MAX_LISTED = 100
 
@@ -115,7 +115,7 @@ def _properties(table, current: Snapshot) -> dict[str, str]:
             not_by_a_run = snap.summary.additional_properties.get(NOT_BY_A_RUN, "")
             break
         listed.append(snap.snapshot_id)
-        if snap.summary is None or "stedi.run-id" not in snap.summary.additional_properties:
+        if snap.summary is None or properties.RUN_ID not in snap.summary.additional_properties:
             not_by_a_run = str(snap.snapshot_id)
             break
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None

@@ -171,14 +171,15 @@ def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settin
 
 def read_settings_file(warehouse: Path | str) -> dict[str, object]:
     """The settings in ``<warehouse>/stedi.toml`` (none if the file does not exist)."""
-    files = Storage(warehouse)
-    path = f"{files.location}/{SETTINGS_FILE}"
+    remote = is_remote(warehouse)
+    files = Storage(warehouse) if remote else None  # a local file is read without fsspec (a read command stays quick)
+    path = f"{files.location if files else normalise(warehouse)}/{SETTINGS_FILE}"
     try:
-        text = files.read_bytes(SETTINGS_FILE).decode("utf-8")
+        text = (files.read_bytes(SETTINGS_FILE) if files else Path(path).read_bytes()).decode("utf-8")
     except FileNotFoundError:
         return {}
     except Exception as err:  # a file that is no text, a folder's rights, an endpoint down, ...
-        if files.remote:
+        if remote:
             raise storage_error(err, files.location) from err
         raise ConfigError(f"cannot read {path}: {getattr(err, 'strerror', None) or first_line(err)}") from err
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from stedi import properties
 from stedi.errors import StediError
 
 if TYPE_CHECKING:
@@ -73,13 +74,13 @@ class Entry:
 
 def _by(summary: dict[str, str]) -> str:
     """Who wrote a snapshot: the run and job, or the command that stamped it."""
-    if "stedi.run-id" in summary:
-        job = summary.get("stedi.job")
-        return summary["stedi.run-id"] + (f" ({job})" if job else "")
-    if "stedi.batch-id" in summary:
-        return f"ingest {summary['stedi.batch-id']}"
-    if "stedi.erasure-id" in summary:
-        return f"forget {summary['stedi.erasure-id']}"
+    if properties.RUN_ID in summary:
+        job = summary.get(properties.JOB)
+        return summary[properties.RUN_ID] + (f" ({job})" if job else "")
+    if properties.BATCH_ID in summary:
+        return f"ingest {summary[properties.BATCH_ID]}"
+    if properties.ERASURE_ID in summary:
+        return f"forget {summary[properties.ERASURE_ID]}"
     stamped = sorted(k for k in summary if k.startswith("stedi."))
     return stamped[0].removeprefix("stedi.") if stamped else "-"
 

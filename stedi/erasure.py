@@ -43,7 +43,7 @@ import pyarrow as pa
 from pyiceberg.expressions import BooleanExpression, In
 from pyiceberg.table import Transaction
 
-from stedi import maintenance, parse, privacy
+from stedi import framing, maintenance, parse, privacy, properties
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import StediError
 from stedi.ingest import ERASED_NAME
@@ -155,7 +155,7 @@ def forget(wh: Warehouse, key: bytes | Keys | None, emails: Iterable[str], *, dr
         summary.names_blanked = len(names)
 
         now = datetime.now(UTC)
-        props = {"stedi.erasure-id": summary.erasure_id}
+        props = {properties.ERASURE_ID: summary.erasure_id}
         staged: list[Staged] = []
         if not dry_run:
             for name, f in found.items():
@@ -312,7 +312,7 @@ def _redact(wh: Warehouse, records: dict[str, dict[int, str | None]], rows: pl.D
     """The raw records of landing rows that mention a target, rewritten with the mentions erased."""
     erased = _is_target(targets)
     for file, lines in rows.group_by("_source_file").agg("_line_number").iter_rows():
-        text = parse.records_text(parse.decompress(wh.files.read_bytes(file), file)).split(b"\n")
+        text = framing.records_text(framing.decompress(wh.files.read_bytes(file), file)).split(b"\n")
         for n in lines:
             if n not in records[file]:
                 records[file][n] = privacy.redact_json(text[n - 1].decode("utf-8").rstrip("\r"), erased)
@@ -322,7 +322,7 @@ def _reparsed(wh: Warehouse, c: Contract, rows: pl.DataFrame) -> pl.DataFrame:
     """Landing rows as the parse of their rewritten raw records gives them (lineage kept)."""
     out = []
     for file, group in rows.group_by("_source_file"):
-        text = parse.records_text(parse.decompress(wh.files.read_bytes(file[0]), file[0])).split(b"\n")
+        text = framing.records_text(framing.decompress(wh.files.read_bytes(file[0]), file[0])).split(b"\n")
         wanted = set(group["_line_number"].to_list())
         data = b"\n".join(line if i in wanted else b"" for i, line in enumerate(text, start=1))
         good, _ = parse.parse(c, data, file[0], group["_ingested_at"][0], "forget")
@@ -339,8 +339,8 @@ def _rewrite_files(wh: Warehouse, records: dict[str, dict[int, str | None]]) -> 
             stored = wh.files.read_bytes(rel)
         except FileNotFoundError:
             continue  # already gone: nothing of the person left in it
-        plain = parse.decompress(stored, rel)
-        new_plain, changed = parse.replace_records(plain, changes)
+        plain = framing.decompress(stored, rel)
+        new_plain, changed = framing.replace_records(plain, changes)
         if not changed:
             continue
         data = gzip.compress(new_plain, mtime=0) if stored.startswith(b"\x1f\x8b") else new_plain

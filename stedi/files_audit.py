@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stedi.errors import Violation
+
 if TYPE_CHECKING:
-    from stedi.audit import Violation
     from stedi.warehouse import Warehouse
 
 
@@ -29,8 +30,6 @@ def _cache_file(wh: Warehouse) -> Path:
 def audit_files(wh: Warehouse) -> list[Violation]:
     """Raw files of the landing area against the manifest: none unrecorded, none missing, none
     holding other bytes than recorded."""
-    from stedi.audit import Violation
-
     found: list[Violation] = []
     manifest = wh.scan("ingest_manifest").select("stored_path", "sha256", "stored_sha256").collect()
     expected = {p: (stored if stored is not None else sha) for p, sha, stored in manifest.iter_rows()}

@@ -36,21 +36,20 @@ from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 
-from stedi import privacy
+from stedi import privacy, properties
 from stedi.contracts import contract
-from stedi.runner import DERIVED, PSEUDONYMS, derived_input
+from stedi.evaluation import DERIVED, derived_input
+from stedi.jobs import PSEUDONYMS
 
 if TYPE_CHECKING:
     import polars as pl
     from pyiceberg.expressions import BooleanExpression
 
+    from stedi.jobs import Job
     from stedi.keys import Keys
-    from stedi.runner import Job
     from stedi.warehouse import Warehouse
 
 #: Snapshot properties an incremental run relies on.
-READ = "stedi.read"  # {landing table: snapshot id} the output was computed from
-CODE = "stedi.code"  # digest of the job's code, contract, settings and the pseudonym key's id
 
 #: Above this share of all customers touched, a run rebuilds everything instead: measured at 100x,
 #: recomputing every customer's rows by person costs more than the rebuild (BENCHMARKS.md).
@@ -180,9 +179,9 @@ def plan(wh: Warehouse, jobs: list[Job], keys: Keys, params: Mapping[str, str]) 
     key = keys.pseudonym
     base: dict[str, int | None] = {}
     for job in jobs:
-        if wh.snapshot_property(job.output, CODE) != code_print(job, params, keys):
+        if wh.snapshot_property(job.output, properties.CODE) != code_print(job, params, keys):
             return None
-        read = wh.snapshot_property(job.output, READ)
+        read = wh.snapshot_property(job.output, properties.READ)
         if read is None:
             return None
         for name, snapshot_id in json.loads(read).items():

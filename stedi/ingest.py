@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi import maintenance, parse, privacy
+from stedi import framing, maintenance, parse, privacy, properties
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import SourceError, StediError
 from stedi.storage import filesystem, normalise, storage_error
@@ -200,13 +200,13 @@ def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> Inges
 
 
 def ingest_files(
-    wh: Warehouse, found: list[tuple[str, RawFile]], key: bytes | Keys | None = None, properties: dict[str, str] | None = None
+    wh: Warehouse, found: list[tuple[str, RawFile]], key: bytes | Keys | None = None, stamps: dict[str, str] | None = None
 ) -> IngestSummary:
     """:func:`ingest` of the files given (source name, file), as :func:`discover` lists them: what
-    ``stedi-etl watch`` takes in one micro-batch. ``properties`` are stamped on the snapshots written."""
+    ``stedi-etl watch`` takes in one micro-batch. ``stamps`` are stamped on the snapshots written."""
     with wh.lock("stedi-etl ingest"):
         maintenance.remove_orphan_copies(wh)
-        return _ingest(wh, found, [], key, properties)
+        return _ingest(wh, found, [], key, stamps)
 
 
 def _ingest(
@@ -214,7 +214,7 @@ def _ingest(
     found: list[tuple[str, RawFile]],
     skipped: list[FileResult],
     key: bytes | Keys | None,
-    properties: dict[str, str] | None = None,
+    stamps: dict[str, str] | None = None,
 ) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     batch.files.extend(skipped)
@@ -223,7 +223,7 @@ def _ingest(
     at_start = frozenset(known)
     number = _batch_number(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    props = {**(properties or {}), "stedi.batch-id": batch.batch_id}
+    props = {**(stamps or {}), properties.BATCH_ID: batch.batch_id}
     copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []
@@ -239,13 +239,13 @@ def _ingest(
         if f.sha256 not in at_start:
             copies.append(f.stored_path)  # list.append is atomic: safe from the workers
             wh.files.write(f.stored_path, data)
-            plain = parse.decompress(data, str(path))
+            plain = framing.decompress(data, str(path))
             c = contract(tables[name])
             f.parsed = parse.parse(c, plain, f.stored_path, now, batch.batch_id)
             if suppress:
                 changes = suppress.changes(c, *f.parsed, plain)
                 if changes:
-                    new_plain, _ = parse.replace_records(plain, changes)
+                    new_plain, _ = framing.replace_records(plain, changes)
                     new = gzip.compress(new_plain, mtime=0) if path.compressed else new_plain
                     wh.files.write(f.stored_path, new)
                     f.parsed = parse.parse(c, new_plain, f.stored_path, now, batch.batch_id)
@@ -421,7 +421,7 @@ class Suppression:
                 if value is not None and self.erased(privacy.identifiers_in(value)):
                     mentioning.update(pc.filter(good["_line_number"], pc.equal(values, value)).to_pylist())
         if mentioning - set(changes):
-            lines = parse.records_text(plain).split(b"\n")
+            lines = framing.records_text(plain).split(b"\n")
             for n in sorted(mentioning - set(changes)):
                 changes[n] = privacy.redact_json(lines[n - 1].decode("utf-8").rstrip("\r"), self.erased)
         return changes

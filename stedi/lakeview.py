@@ -12,6 +12,7 @@ readers never see half a commit, and never finish it (a writer does, under the l
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import posixpath
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stedi.errors import StediError, first_line
+from stedi.properties import RUN_ID
 
 if TYPE_CHECKING:
     from stedi.config import Settings
@@ -29,8 +31,7 @@ if TYPE_CHECKING:
 #: The catalog's name and namespace of stedi's tables in a SQL catalog (see stedi.catalogs).
 SQL_NAMESPACE = "stedi"
 OWNER = "stedi.warehouse"
-JOURNAL = ".stedi/commit-journal.json"
-RUN_ID = "stedi.run-id"
+JOURNAL = ".stedi/commit-journal.json"  # stedi.journal.JOURNAL (that module imports pyiceberg)
 
 
 class WarehouseMissing(StediError):
@@ -123,14 +124,21 @@ class Lake:
 
     def check_exists(self) -> None:
         """Raise, in one line, if there is no warehouse here to read (nothing is created)."""
+        db = self._sqlite_path()
         if self.remote:
-            return  # the catalog says: a bucket's prefix has no folder to look for
+            from stedi.storage import Storage
+
+            Storage(self.location).ensure()  # the bucket exists and answers (remote: a check, no write)
+            if db is not None and not db.exists():
+                raise WarehouseMissing(f"no warehouse at {self.location}: its catalog {db} does not exist (check --catalog-uri)")
+            return
         root = Path(self.location)
+        if db is None or root not in db.parents:
+            _ = self._pointers  # a catalog outside the folder (PostgreSQL, another file): its failure comes first
         if not root.is_dir():
             raise WarehouseMissing(
                 f"no warehouse at {root}: check --warehouse (or STEDI_WAREHOUSE); `stedi-etl ingest` or `stedi-etl init` creates one"
             )
-        db = self._sqlite_path()
         if db is not None and not db.exists():
             if any(root.glob("iceberg/*/*/metadata/*.metadata.json")):
                 raise CatalogMissing(
@@ -145,29 +153,38 @@ class Lake:
     def pointers(self) -> dict[str, str]:
         """Every table's current metadata file, by name, as the catalog records it."""
         self.check_exists()
-        from stedi.catalogs import catalog_error, catalog_errors, is_glue
+        return self._pointers
 
-        if is_glue(self.catalog_url):
-            return self._glue_pointers()
+    @cached_property
+    def _pointers(self) -> dict[str, str]:
+        from stedi.catalogs import catalog_errors, describe, is_glue
+
         try:
-            rows, owner = self._sql_pointers()
+            if is_glue(self.catalog_url):
+                rows, owner = self._glue_pointers()
+            else:
+                rows, owner = self._sql_pointers()
         except catalog_errors() + (OSError,) as err:
-            raise catalog_error(err, self.catalog_url) from err
+            reason = first_line(getattr(err, "orig", None) or err)
+            raise StediError(f"cannot open the Iceberg catalog at {describe(self.catalog_url)}: {reason}") from err
         except Exception as err:  # sqlite3.Error: a file that is no database, a locked one
-            raise StediError(f"cannot read the Iceberg catalog {self.catalog_url}: {first_line(err)}") from err
+            raise StediError(f"cannot open the Iceberg catalog at {describe(self.catalog_url)}: {first_line(err)}") from err
         if owner is not None and owner != self.location:
             raise StediError(
-                f"the catalog says its tables are those of the warehouse at {owner}, not {self.location}: if the "
-                f"folder was moved or copied here, `stedi-etl relocate --warehouse {self.location}` points its tables here"
+                f"the catalog {describe(self.catalog_url)} holds the tables of another warehouse ({owner}), not of "
+                f"{self.location}: give each warehouse its own catalog; if the folder was moved or copied here, "
+                f"`stedi-etl relocate --warehouse {self.location}` points its tables here"
             )
         return rows
 
     def _sql_pointers(self) -> tuple[dict[str, str], str | None]:
-        tables = "SELECT table_name, metadata_location FROM iceberg_tables WHERE catalog_name = ? AND table_namespace = ?"
-        props = (
-            "SELECT property_value FROM iceberg_namespace_properties WHERE catalog_name = ? AND namespace = ? "
-            "AND property_key = ?"
+        """The SQL catalog's rows (pyiceberg's schema: ``iceberg_tables``, ``iceberg_namespace_properties``)."""
+        tables = "SELECT table_name, metadata_location FROM iceberg_tables WHERE catalog_name = :ns AND table_namespace = :ns"
+        owner_of = (
+            "SELECT property_value FROM iceberg_namespace_properties WHERE catalog_name = :ns AND namespace = :ns "
+            "AND property_key = :key"
         )
+        params = {"ns": SQL_NAMESPACE, "key": OWNER}
         db = self._sqlite_path()
         if db is not None:
             import sqlite3
@@ -177,49 +194,46 @@ class Lake:
                 known = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
                 if "iceberg_tables" not in known:
                     return {}, None
-                rows = dict(con.execute(tables, (SQL_NAMESPACE, SQL_NAMESPACE)).fetchall())
-                owner = con.execute(props, (SQL_NAMESPACE, SQL_NAMESPACE, OWNER)).fetchone()
+                rows = dict(con.execute(tables, params).fetchall())
+                owner = con.execute(owner_of, params).fetchone() if "iceberg_namespace_properties" in known else None
             finally:
                 con.close()
-            return {k: v for k, v in rows.items() if v}, owner[0] if owner else None
-        from sqlalchemy import create_engine, inspect, text
+        else:
+            from sqlalchemy import create_engine, inspect, text
 
-        engine = create_engine(self.catalog_url)
-        try:
-            with engine.connect() as conn:
-                if not inspect(conn).has_table("iceberg_tables"):
-                    return {}, None
-                q = lambda sql: text(sql.replace("?", ":a", 1).replace("?", ":b", 1).replace("?", ":c", 1))  # noqa: E731
-                rows = dict(conn.execute(q(tables), {"a": SQL_NAMESPACE, "b": SQL_NAMESPACE}).fetchall())
-                owner = conn.execute(q(props), {"a": SQL_NAMESPACE, "b": SQL_NAMESPACE, "c": OWNER}).fetchone()
-        finally:
-            engine.dispose()
+            engine = create_engine(self.catalog_url)
+            try:
+                with engine.connect() as conn:
+                    if not inspect(conn).has_table("iceberg_tables"):
+                        return {}, None
+                    rows = dict(conn.execute(text(tables), params).fetchall())
+                    owner = conn.execute(text(owner_of), params).fetchone()
+            finally:
+                engine.dispose()
         return {k: v for k, v in rows.items() if v}, owner[0] if owner else None
 
-    def _glue_pointers(self) -> dict[str, str]:
+    def _glue_pointers(self) -> tuple[dict[str, str], str | None]:
+        from pyiceberg.catalog.glue import GlueCatalog
         from pyiceberg.exceptions import NoSuchNamespaceError, NoSuchTableError
 
-        from stedi.catalogs import GLUE_ATTEMPTS, catalog_error, catalog_errors, namespace
+        from stedi.catalogs import GLUE_ATTEMPTS, namespace
         from stedi.contracts import load_contracts
         from stedi.storage import aws_settings
-
-        from pyiceberg.catalog.glue import GlueCatalog
 
         props = aws_settings()
         if "s3.region" in props:
             props["glue.region"] = props["s3.region"]
         ns = namespace(self.catalog_url)
         found: dict[str, str] = {}
+        catalog = GlueCatalog(ns, **props, **{"glue.max-retries": GLUE_ATTEMPTS})
         try:
-            catalog = GlueCatalog(ns, **props, **{"glue.max-retries": GLUE_ATTEMPTS})
-            for name in load_contracts():
-                try:
-                    found[name] = catalog.load_table(f"{ns}.{name}").metadata_location
-                except (NoSuchTableError, NoSuchNamespaceError):
-                    pass
-        except catalog_errors() as err:
-            raise catalog_error(err, self.catalog_url) from err
-        return found
+            owner = catalog.load_namespace_properties(ns).get(OWNER)
+        except NoSuchNamespaceError:
+            return {}, None
+        for name in load_contracts():
+            with contextlib.suppress(NoSuchTableError):
+                found[name] = catalog.load_table(f"{ns}.{name}").metadata_location
+        return found, owner
 
     # -- tables ------------------------------------------------------------------------------------
     @cached_property

@@ -1,5 +1,5 @@
-"""The writers' locks of a warehouse (:meth:`stedi.warehouse.Warehouse.lock`): this machine's, a
-file the kernel locks (:func:`file_lock`), and the one writers on other machines see:
+"""The writers' lock of a warehouse (:func:`hold`, behind :meth:`stedi.warehouse.Warehouse.lock`):
+this machine's, a file the kernel locks (:func:`file_lock`), and the one writers on other machines see:
 
 * with a PostgreSQL catalog, a PostgreSQL advisory lock named after the warehouse, on a session of
   its own: if the process dies, the server ends the session and releases it;
@@ -15,15 +15,21 @@ compare-and-swap), which make our commit fail and be retried over theirs.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from stedi import at_rest, catalogs, journal
 from stedi.errors import StediError, first_line
+
+if TYPE_CHECKING:
+    from stedi.warehouse import Warehouse
 
 #: A holder of a bucket lock that stops renewing it for this long (killed, cut off) loses it.
 LEASE_S = 60.0
@@ -229,3 +235,77 @@ class BucketLock:
             yield self
         finally:
             self.release()
+
+
+# -- holding the lock of a warehouse ------------------------------------------------------------
+@contextlib.contextmanager
+def hold(wh: Warehouse, what: str, timeout: float) -> Iterator[None]:
+    """Hold the warehouse's writers' lock: one command that writes (ingest, run, forget) at a time.
+
+    Waits up to ``timeout`` seconds for another holder, then fails with who holds it. The lock
+    is the kernel's (``flock``): a killed process releases it. Its file is in the warehouse's
+    private folder, or for an S3 warehouse in this user's cache folder; writers on other machines
+    are kept out by the shared catalog's lock (:func:`catalog_lock`).
+
+    Re-entrant: a command holding the lock (``ingest --run``) runs its next step under the same
+    hold. On taking it, the tables read before are forgotten: everything read under the lock is
+    as every earlier writer committed it.
+    """
+    if wh._holding is not None:  # this process already holds it
+        yield
+        return
+    deadline = time.monotonic() + timeout
+    busy = f"the warehouse {wh.location} is busy ({{holder}}); waited {timeout:.0f}s, try again when it is done"
+    with (
+        file_lock(lock_file(wh), what, deadline, busy),
+        catalog_lock(wh, what, deadline),
+        contextlib.nullcontext() if wh.files.remote else at_rest.private(wh.root, wh.settings.group),
+    ):
+        wh._holding = what
+        try:
+            # Tables loaded before the lock was ours may predate another writer's commit.
+            wh._tables.clear()
+            journal.recover(wh)
+            yield
+        finally:
+            wh._holding = None
+
+
+def lock_file(wh: Warehouse) -> Path:
+    if not wh.files.remote:
+        return wh.private_dir / "lock"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stedi" / "locks"
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return cache / hashlib.sha256(wh.location.encode()).hexdigest()[:32]
+
+
+def lock_id(wh: Warehouse) -> int:
+    """The key of the warehouse's PostgreSQL advisory lock (with a PostgreSQL catalog)."""
+    return int.from_bytes(hashlib.sha256(f"stedi:{wh.location}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextlib.contextmanager
+def catalog_lock(wh: Warehouse, what: str, deadline: float) -> Iterator[None]:
+    """With a shared catalog, writers on other machines are kept out too: by a PostgreSQL
+    advisory lock named after the warehouse, or with Glue by the bucket's lock (see
+    :mod:`stedi.locks`)."""
+    uri = wh.settings.catalog_url
+    if catalogs.is_postgresql(uri):
+        busy = f"the warehouse {wh.location} is busy (a writer on another machine holds its lock in {wh.catalog_name}); try again when it is done"
+        with advisory_lock(wh.catalog.engine, lock_id(wh), deadline, busy):
+            yield
+    elif catalogs.is_glue(uri):
+        with BucketLock.of(wh.location).held(what, deadline) as wh._lease:
+            try:
+                yield
+            finally:
+                wh._lease = None
+    else:
+        yield
+
+
+def still_locked(wh: Warehouse) -> None:
+    """Raise if this process held the bucket's lock and lost it (see :class:`BucketLock`):
+    called before every commit and deletion."""
+    if wh._lease is not None:
+        wh._lease.check()

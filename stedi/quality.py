@@ -1,4 +1,5 @@
-"""Data quality rules: the ``CHECK`` constraints of each contract, evaluated on a job's output.
+"""Data quality rules: the ``CHECK`` constraints of each contract, evaluated on a job's output, and
+the rows they set aside, kept once in ``quarantine``.
 
 A rule's predicate is SQL (kept in DuckDB's dialect by the contract parser) and DuckDB evaluates all
 of a table's rules in one pass over the output, zero-copy from Arrow. Each rule then acts:
@@ -10,14 +11,19 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from stedi import properties
 from stedi.contracts import Contract
 from stedi.errors import JobError, first_line
+from stedi.warehouse import Change
 
 if TYPE_CHECKING:
     import duckdb
     import polars as pl
+
+    from stedi.warehouse import Warehouse
 
 
 @functools.cache
@@ -81,3 +87,45 @@ def apply_rules(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFra
     bad = flagged.filter(pl.col("_reason") != "")
     good = flagged.filter(pl.col("_reason") == "").drop("_reason")
     return good, bad.select(reason="_reason", raw=pl.struct(df.columns).struct.json_encode()), results
+
+
+def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows breaking the contract's NOT NULL columns, set apart with a reason and the row as JSON."""
+    import polars as pl
+
+    required = [n for n in c.required if n in df.columns]
+    nobody = pl.DataFrame(schema={"reason": pl.String, "raw": pl.String})
+    if not required or not any(df[n].null_count() for n in required):  # the usual case, at no cost
+        return df, nobody
+    reason = pl.concat_str(
+        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required], separator="; ", ignore_nulls=True
+    )
+    flagged = df.with_columns(_reason=reason)
+    bad = flagged.filter(pl.col("_reason") != "")
+    good = flagged.filter(pl.col("_reason") == "").drop("_reason")
+    return good, bad.select(reason="_reason", raw=pl.struct(df.columns).struct.json_encode())
+
+
+def quarantine(wh: Warehouse, bad: pl.DataFrame, run_id: str) -> Change | None:
+    """Rows a run set aside (``target_table``, ``reason``, ``raw``) as an append to ``quarantine``,
+    each kept once: a row the quarantine already holds (an earlier run that computed the same
+    table set it aside) is not added again."""
+    import polars as pl
+
+    key = ["target_table", "reason", "raw"]
+    held = wh.scan("quarantine").filter(pl.col("target_table").is_in(bad["target_table"].unique().to_list())).select(key)
+    bad = bad.unique(subset=key, keep="first", maintain_order=True).join(held.collect(), on=key, how="anti", nulls_equal=True)
+    if bad.height == 0:
+        return None
+    rows = bad.select(
+        "target_table",
+        "reason",
+        "raw",
+        source_file=pl.lit(None, pl.String),
+        line_number=pl.lit(None, pl.Int64),
+        owner=pl.lit(None, pl.String),
+        record_time=pl.lit(None, pl.Int64),
+        batch_id=pl.lit(run_id),
+        quarantined_at=pl.lit(datetime.now(UTC)),
+    )
+    return Change("quarantine", rows.to_arrow(), "append", {properties.RUN_ID: run_id})

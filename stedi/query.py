@@ -8,6 +8,7 @@ decides which tables there are. Nothing here writes to the warehouse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stedi.errors import StediError
@@ -51,25 +52,53 @@ def connect(where, as_of: str | None = None) -> duckdb.DuckDBPyConnection:
     return sandbox(lake, vs, directories)
 
 
-def sql(where, query: str, as_of: str | None = None) -> pa.Table:
-    """Run ``query`` (one or more SELECTs; the last one's rows are returned) as Arrow."""
+@dataclass(frozen=True)
+class Result:
+    """A query's rows as Python values, with its column names and DuckDB types (no pyarrow: the
+    CLI answers without importing it)."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: list[tuple]
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.rows)
+
+    def to_pylist(self) -> list[dict]:
+        return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
+
+
+def run(where, query: str, as_of: str | None = None, *, arrow: bool = False):
+    """Run ``query`` (one or more SELECTs; the last one's rows are returned) in the sandbox: a
+    :class:`Result`, or with ``arrow`` a pyarrow Table."""
     import duckdb
 
     from stedi.sandbox import check_query, explain
-
-    statements = check_query(query)
-    lake, vs, directories = open_views(_settings(where), as_of)
     from stedi.sandbox import connect as sandbox
 
+    if not query.strip():
+        check_query(query)  # the empty query's line, before any table is read
+    lake, vs, directories = open_views(_settings(where), as_of)
     con = sandbox(lake, vs, directories)
     try:
+        statements = check_query(query, con)
         for s in statements[:-1]:
             con.execute(s)
-        return con.sql(statements[-1].query).to_arrow_table()
+        if arrow:
+            return con.sql(statements[-1].query).to_arrow_table()
+        cursor = con.execute(statements[-1])
+        rows = cursor.fetchall()
+        return Result(tuple(d[0] for d in cursor.description), tuple(str(d[1]) for d in cursor.description), rows)
     except duckdb.Error as err:
         raise explain(err, [v.name for v in vs]) from err
     finally:
         con.close()
+
+
+def sql(where, query: str, as_of: str | None = None) -> pa.Table:
+    """Run ``query`` (one or more SELECTs; the last one's rows are returned) as Arrow."""
+    return run(where, query, as_of, arrow=True)
 
 
 def table(settings: Settings, name: str) -> pl.LazyFrame:

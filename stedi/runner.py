@@ -10,260 +10,27 @@ Polars and pyarrow are imported only when a job has to run: the no-op path stays
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import graphlib
 import hashlib
 import importlib
-import inspect
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-import narwhals as nw
-
-import pipelines
-from stedi import privacy, retention
-from stedi.contracts import Contract, contract, contract_digest
+from stedi import privacy, properties, quality, retention, run_log
+from stedi.engines import Engine, PolarsEngine
 from stedi.errors import AuditError, JobError, StediError, first_line
-from stedi.warehouse import Change, Staged, Warehouse
+from stedi.evaluation import drop_marked, evaluate
+from stedi.jobs import DEFAULT_PARAMS, PSEUDONYMS, Job, load_jobs
+from stedi.warehouse import Warehouse
 
 if TYPE_CHECKING:
     import polars as pl
 
     from stedi import incremental
     from stedi.keys import Keys
-
-PSEUDONYMS = "customer_pseudonyms"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of ``pipelines/``: its inputs, its output table and its pure transform."""
-
-    name: str
-    inputs: tuple[str, ...]
-    output: str
-    transform: Callable[..., nw.LazyFrame]
-    code_hash: str
-    parameters: tuple[str, ...] = ()  # keyword-only parameters of the transform: run settings
-    appends: tuple[str, ...] = ()  # inputs the transform maps row by row (see stedi.incremental)
-    folds: str | None = None  # the input whose new rows ``fold`` takes into the rows before
-    fold: Callable[..., nw.LazyFrame] | None = None
-
-    @property
-    def contract(self) -> Contract:
-        return contract(self.output)
-
-
-def _code_hash(*modules: ModuleType, extra: str = "") -> str:
-    digest = hashlib.sha256(extra.encode())
-    for module in modules:
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def load_jobs(names: tuple[str, ...] = pipelines.JOBS) -> list[Job]:
-    """The jobs of ``pipelines/`` in dependency order (ties keep the order of ``pipelines.JOBS``)."""
-    jobs = {}
-    for name in names:
-        module = importlib.import_module(f"pipelines.{name}")
-        jobs[module.OUTPUT] = Job(
-            name=name,
-            inputs=tuple(module.INPUTS),
-            output=module.OUTPUT,
-            transform=module.transform,
-            code_hash=_code_hash(module, privacy, extra=contract_digest(module.OUTPUT)),
-            parameters=tuple(
-                p.name for p in inspect.signature(module.transform).parameters.values() if p.kind is p.KEYWORD_ONLY
-            ),
-            appends=tuple(getattr(module, "APPENDS", ())),
-            folds=getattr(module, "FOLDS", None),
-            fold=getattr(module, "fold", None),
-        )
-    graph = {out: [i for i in job.inputs if i in jobs] for out, job in jobs.items()}
-    try:
-        order = list(graphlib.TopologicalSorter(graph).static_order())
-    except graphlib.CycleError as err:
-        raise JobError(f"the jobs in pipelines/ depend on each other in a cycle: {err.args[1]}") from err
-    return [jobs[out] for out in order]
-
-
-# -- engines -------------------------------------------------------------------------------------
-
-
-class Engine(Protocol):
-    """Where the transforms run. Frames passed between jobs are the engine's native lazy frames."""
-
-    def materialize(self, frame: nw.LazyFrame) -> Any:
-        """Compute a job's output; return a native lazy frame over the result for downstream jobs."""
-
-    def from_polars(self, frame: pl.DataFrame) -> Any:
-        """A native lazy frame over a small Polars frame (the pseudonym map)."""
-
-    def to_polars(self, native: Any) -> pl.DataFrame:
-        """Collect a native lazy frame into Polars."""
-
-
-class PolarsEngine:
-    """The default: lazy Polars, collected with the streaming engine."""
-
-    def materialize(self, frame: nw.LazyFrame) -> pl.LazyFrame:
-        return frame.to_native().collect(engine="streaming").lazy()
-
-    def from_polars(self, frame: pl.DataFrame) -> pl.LazyFrame:
-        return frame.lazy()
-
-    def to_polars(self, native: pl.LazyFrame) -> pl.DataFrame:
-        return native.collect()
-
-
-class SparkEngine:
-    """PySpark: outputs stay lazy, so Spark plans the whole chain of jobs at once."""
-
-    def __init__(self, spark: Any):
-        self.spark = spark
-
-    def materialize(self, frame: nw.LazyFrame) -> Any:
-        return frame.to_native()
-
-    def from_polars(self, frame: pl.DataFrame) -> Any:
-        return self.spark.createDataFrame(frame.to_arrow())
-
-    def to_polars(self, native: Any) -> pl.DataFrame:
-        return nw.from_native(native).collect(backend="polars").to_native()
-
-
-#: Run settings passed to the transforms that declare them, and their defaults.
-DEFAULT_PARAMS: Mapping[str, str] = {"consent_scope": "all-history"}
-
-
-def evaluate(
-    jobs: list[Job],
-    load: Callable[[str], Any],
-    key: bytes,
-    engine: Engine,
-    *,
-    params: Mapping[str, str] = DEFAULT_PARAMS,
-    after: Callable[[Job, Any], Any] | None = None,
-    dropped: dict[str, dict[str, int]] | None = None,
-    set_aside: list[pl.DataFrame] | None = None,
-) -> dict[str, Any]:
-    """Run ``jobs`` in order on ``engine``; return each output as a native lazy frame, by table name.
-
-    ``load(name)`` gives an input that no job in ``jobs`` produces (a landing table, or the output of
-    a job skipped this time). ``params`` are the run settings a transform may ask for by keyword.
-    Rows a job marks as not to be kept (a ``privacy.MARKERS`` column false: outside the consent
-    scope, of a device shared by several customers, of a customer whose consent is uncertain) are
-    dropped and counted into ``dropped`` (and those to quarantine added to ``set_aside``).
-    ``after(job, frame)`` may check or filter each output before downstream jobs see it. The derived
-    inputs (:data:`DERIVED`) are built when a job asks.
-    """
-    frames: dict[str, Any] = {}
-
-    def get(name: str) -> Any:
-        if name not in frames:
-            frames[name] = derived_input(name, get, key, engine) if name in DERIVED else load(name)
-        return frames[name]
-
-    for job in jobs:
-        result = job.transform(
-            *(nw.from_native(get(name)) for name in job.inputs), **{p: params[p] for p in job.parameters}
-        )
-        native = drop_marked(job, result, engine, dropped, set_aside)
-        frames[job.output] = after(job, native) if after else native
-    return {job.output: frames[job.output] for job in jobs}
-
-
-#: Inputs a job may ask for that are no table: derived by the runner from the table named.
-DERIVED = {PSEUDONYMS: "customer_landing", privacy.SET_ASIDE: "quarantine"}
-
-
-def derived_input(name: str, get: Callable[[str], Any], key: bytes, engine: Engine) -> Any:
-    """A derived input, from ``get(table)``: the pseudonym map (email -> customer_key, subject_key;
-    in memory, never written), or the customer records set aside at ingest (owner, record_time)."""
-    if name == PSEUDONYMS:
-        landing = privacy.normalise(nw.from_native(get("customer_landing")).select("email"), "email")
-        emails = landing.unique().to_native()
-        return engine.from_polars(privacy.pseudonyms(engine.to_polars(emails)["email"], key))
-    records = nw.from_native(get("quarantine")).filter(nw.col("target_table") == "customer_landing")
-    known = records.filter(~nw.col("owner").is_null()).select("owner", "record_time")
-    # a record whose owner cannot be read for sure is each mentioned customer's (few: read in Python)
-    unknown = engine.to_polars(records.filter(nw.col("owner").is_null()).select("raw", "record_time").to_native())
-    if not unknown.height:
-        return known.to_native()
-    import polars as pl
-
-    mentioned = pl.DataFrame(
-        [(email, at) for raw, at in unknown.iter_rows() for email in sorted(privacy.identifiers_in(raw, ("email",)))],
-        schema={"owner": pl.String, "record_time": pl.Int64},
-        orient="row",
-    )
-    return nw.concat([known, nw.from_native(engine.from_polars(mentioned))]).to_native()
-
-
-def drop_marked(
-    job: Job,
-    result: nw.LazyFrame,
-    engine: Engine,
-    dropped: dict[str, dict[str, int]] | None,
-    set_aside: list[pl.DataFrame] | None = None,
-) -> Any:
-    """Compute a job's output; drop the rows it marks as not to keep (``privacy.MARKERS``) and the
-    marker columns, adding the counts to ``dropped[job.output]``, and the rows of a marker that
-    quarantines (``privacy.QUARANTINED_MARKERS``) to ``set_aside`` (reason, raw, target_table).
-    Returns a native lazy frame."""
-    native = engine.materialize(result)
-    markers = [m for m in privacy.MARKERS if m in result.collect_schema()]
-    if not markers:
-        return native
-    frame = nw.from_native(native)
-    counts = frame.select(*((~nw.col(m)).cast(nw.Int64).sum().alias(m) for m in markers)).collect()
-    counts = {m: int(counts[m][0] or 0) for m in markers}
-    if dropped is not None:
-        totals = dropped.setdefault(job.output, {})
-        for m, n in counts.items():
-            totals[m] = totals.get(m, 0) + n
-    for m in markers:
-        if counts[m] and m in privacy.QUARANTINED_MARKERS and set_aside is not None:
-            import polars as pl
-
-            rows = engine.to_polars(frame.filter(~nw.col(m)).drop(*markers).to_native())
-            set_aside.append(
-                rows.select(
-                    reason=pl.lit(privacy.QUARANTINED_MARKERS[m]),
-                    raw=pl.struct(rows.columns).struct.json_encode(),
-                    target_table=pl.lit(job.output),
-                )
-            )
-    # nothing to drop (the usual case): dropping the columns is free, filtering copies every row
-    keep = nw.all_horizontal(*(nw.col(m) for m in markers), ignore_nulls=False)
-    kept = (frame.filter(keep) if any(counts.values()) else frame).drop(*markers)
-    return engine.materialize(kept) if any(counts.values()) else kept.to_native()
-
-
-def split_invalid(df: pl.DataFrame, c: Contract) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows breaking the contract's NOT NULL columns, set apart with a reason and the row as JSON."""
-    import polars as pl
-
-    required = [n for n in c.required if n in df.columns]
-    nobody = pl.DataFrame(schema={"reason": pl.String, "raw": pl.String})
-    if not required or not any(df[n].null_count() for n in required):  # the usual case, at no cost
-        return df, nobody
-    reason = pl.concat_str(
-        [pl.when(pl.col(n).is_null()).then(pl.lit(f"{n} is null")) for n in required], separator="; ", ignore_nulls=True
-    )
-    flagged = df.with_columns(_reason=reason)
-    bad = flagged.filter(pl.col("_reason") != "")
-    good = flagged.filter(pl.col("_reason") == "").drop("_reason")
-    return good, bad.select(reason="_reason", raw=pl.struct(df.columns).struct.json_encode())
-
 
 # -- runs on a warehouse -------------------------------------------------------------------------
 
@@ -341,11 +108,11 @@ def run(
     full_refresh: bool = False,
     consent_scope: str | None = None,
     audit: bool = True,
-    properties: Mapping[str, str] | None = None,
+    stamps: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
-    unless ``full_refresh``. ``properties`` are stamped on every snapshot the run writes (besides its
-    own: ``stedi watch`` says when the micro-batch's files arrived). ``consent_scope`` defaults to the warehouse's setting. One writer at a
+    unless ``full_refresh``. ``stamps``: properties stamped on every output snapshot besides the
+    run's own (``stedi-etl watch``: when the micro-batch's files arrived). ``consent_scope`` defaults to the warehouse's setting. One writer at a
     time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`,
     over what it is about to commit: a violation raises :class:`~stedi.errors.AuditError` and
     nothing is committed."""
@@ -354,13 +121,13 @@ def run(
         consenting = wh.table(retention.CONSENTING).current_snapshot()
         try:
             keys = wh.keys(key, create=True)
-            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit, properties or {})
+            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit, stamps or {})
         except StediError as err:
-            _log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
+            run_log.log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
             raise
         if summary.changed:  # a run that changed nothing leaves no trace, not even in the log
             try:
-                _log(wh, summary, started_at)
+                run_log.log_run(wh, summary, started_at)
             except Exception as err:  # the storage or catalog failing now: say what is already done
                 raise StediError(
                     f"run {summary.run_id} committed its tables, but its run_log rows could not be written: {first_line(err)}"
@@ -387,56 +154,6 @@ def _load_libraries(*modules: str) -> float:
     return time.perf_counter() - start
 
 
-def _log(wh: Warehouse, summary: RunSummary, started_at: datetime) -> None:
-    """Append the run to ``run_log``: one row per job, with the snapshots it read and wrote."""
-    import pyarrow as pa
-
-    jobs = {job.output: job for job in load_jobs()}
-    rows = []
-    for r in summary.results:
-        inputs = {n: wh.info(n).snapshot_id for n in jobs[r.output].inputs if n not in DERIVED}
-        rows.append(
-            {
-                "run_id": summary.run_id,
-                "job": r.job,
-                "output_table": r.output,
-                "status": r.status,
-                "started_at": started_at,
-                "seconds": round(r.seconds, 3),
-                "rows_in": r.rows_in,
-                "rows_out": r.rows_out,
-                "rows_removed": r.rows_removed,
-                "mode": summary.mode if r.status == "updated" else None,
-                "rows_quarantined": r.rows_quarantined,
-                "rows_out_of_scope": r.rows_out_of_scope,
-                "rows_unattributable": r.rows_unattributable,
-                "rows_uncertain": r.rows_uncertain,
-                "rule_results": json.dumps(r.rules, sort_keys=True) if r.status == "updated" else None,
-                "input_snapshots": json.dumps(inputs, sort_keys=True),
-                "output_snapshot_id": wh.info(r.output).snapshot_id,
-                "consent_scope": summary.consent_scope,
-                "error": None,
-            }
-        )
-    table = pa.Table.from_pylist(rows, schema=contract("run_log").arrow_schema())
-    wh.commit_staged([wh.stage(Change("run_log", table, "append", {"stedi.run-id": summary.run_id}))])
-
-
-def _log_failed(wh: Warehouse, started_at: datetime, scope: str, err: StediError) -> None:
-    """Append a failed run to ``run_log``, one row per job, with the error; never hides the error."""
-    import pyarrow as pa
-
-    run_id = f"run-{started_at:%Y%m%dT%H%M%S}-failed-{uuid.uuid4().hex[:6]}"
-    rows = [
-        {"run_id": run_id, "job": job.name, "output_table": job.output, "status": "failed", "started_at": started_at,
-         "consent_scope": scope, "error": str(err)}
-        for job in load_jobs()
-    ]
-    table = pa.Table.from_pylist(rows, schema=contract("run_log").arrow_schema())
-    with contextlib.suppress(Exception):  # the log is a courtesy: the run's own error is what the user must see
-        wh.commit_staged([wh.stage(Change("run_log", table, "append", {"stedi.run-id": run_id}))])
-
-
 def _run(
     wh: Warehouse,
     keys: Keys,
@@ -445,7 +162,7 @@ def _run(
     full_refresh: bool,
     consent_scope: str | None,
     audit: bool,
-    properties: Mapping[str, str] = {},  # noqa: B006 — read only
+    stamps: Mapping[str, str] = {},  # noqa: B006 — read only
 ) -> RunSummary:
     started = time.perf_counter()
     loading = _load_libraries("pyiceberg.io.pyarrow")
@@ -454,14 +171,14 @@ def _run(
     params = {**DEFAULT_PARAMS, "consent_scope": scope}
     summary = RunSummary(run_id=f"run-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", consent_scope=scope)
     prints = _fingerprints(jobs, wh, keys, params)
-    stale = [j for j in jobs if full_refresh or wh.snapshot_property(j.output, "stedi.fingerprint") != prints[j.output]]
+    stale = [j for j in jobs if full_refresh or wh.snapshot_property(j.output, properties.FINGERPRINT) != prints[j.output]]
     notify = progress or (lambda job, state: None)
     engine = engine or PolarsEngine()
     if stale:
         loading += _load_libraries("polars")
 
     plan = None
-    if stale and not full_refresh and isinstance(engine, PolarsEngine):
+    if stale and not full_refresh and engine.incremental:
         from stedi import incremental
 
         plan = incremental.plan(wh, jobs, keys, params)
@@ -471,15 +188,13 @@ def _run(
     if not stale:
         results = {}
     else:
-        step = _Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit, properties)
-        # the Spark engine's executors write the files themselves
-        results = _run_stale_spark(step) if getattr(engine, "writes_tables", False) else _run_stale(step, plan)
+        results = _run_stale(_Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit, stamps), plan)
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
-            outside = int(wh.snapshot_property(job.output, "stedi.out-of-scope") or 0)
-            shared = int(wh.snapshot_property(job.output, "stedi.unattributable") or 0)
-            uncertain = int(wh.snapshot_property(job.output, "stedi.uncertain") or 0)
+            outside = int(wh.snapshot_property(job.output, properties.OUT_OF_SCOPE) or 0)
+            shared = int(wh.snapshot_property(job.output, properties.UNATTRIBUTABLE) or 0)
+            uncertain = int(wh.snapshot_property(job.output, properties.UNCERTAIN) or 0)
             results[job.output] = JobResult(
                 job.name, job.output, "unchanged", rows_in, rows_out, 0, 0.0, outside, shared, rows_uncertain=uncertain
             )
@@ -506,202 +221,89 @@ class _Stale:
     wh: Warehouse
     jobs: list[Job]  # the stale ones, in dependency order
     keys: Keys
-    engine: Any
+    engine: Engine
     prints: Mapping[str, str]  # fingerprints, stamped on each output
     params: Mapping[str, str]
     run_id: str
     notify: Callable[[str, str], None]
     audit: bool
-    properties: Mapping[str, str] = dataclasses.field(default_factory=dict)  # stamped besides the run's own
-
-    def unpack(self) -> tuple:
-        return self.wh, self.jobs, self.keys, self.engine, self.prints, self.params, self.run_id, self.notify, self.audit
+    stamps: Mapping[str, str] = field(default_factory=dict)  # stamped besides the run's own
 
 
 def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, JobResult]:
     """Evaluate the stale jobs (all their rows, or with ``plan`` only the rows of the people it
-    touches); write each output's files while the next job computes; audit what is about to be
-    published while the last files are written; commit all, unless the audit objects."""
+    touches) on the run's engine; check and stage each output as its job finishes (its files
+    written while the next job computes); audit what is about to be published; commit all,
+    unless the audit objects. The engine's :mod:`outputs <stedi.outputs>` do the checking and
+    staging its way."""
     import polars as pl
 
     from stedi import incremental
-    from stedi.quality import apply_rules
 
-    wh, stale, keys, engine, prints, params, run_id, notify, audit = step.unpack()
-
+    wh, keys, params = step.wh, step.keys, step.params
+    out = step.engine.outputs(wh)
     results: dict[str, JobResult] = {}
-    quarantined: list[pl.DataFrame] = []  # reason, raw, target_table
-    rows: dict[str, int] = {}
-    clock = [time.perf_counter()]
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stedi-writer")
-    staged: list[Future[Staged]] = []
+    set_aside: list[pl.DataFrame] = []  # reason, raw, target_table
     dropped: dict[str, dict[str, int]] = {}
-    outputs: dict[str, pl.LazyFrame] = {}  # each output as it will be once committed
+    pending: dict[str, pl.LazyFrame] = {}  # each output as it will be once committed
     reads = incremental.read_properties(wh, load_jobs())
-    if audit and plan is not None:
+    passed_before = False
+    if step.audit and plan is not None:
         from stedi.audit import outputs_passed
 
         passed_before = outputs_passed(wh, keys)
-    else:
-        passed_before = False
+    clock = time.perf_counter()
 
-    def check(job: Job, frame: pl.LazyFrame, remove: incremental.People | None = None) -> pl.LazyFrame:
-        good, bad = split_invalid(frame.collect(), job.contract)
-        good, broke_rules, rules = apply_rules(good, job.contract)
-        bad = pl.concat([bad, broke_rules])
+    def check(job: Job, frame: Any, remove: incremental.People | None = None) -> Any:
+        nonlocal clock
+        good, bad, rules = out.check(job, frame)
         if bad.height:
-            quarantined.append(bad.with_columns(target_table=pl.lit(job.output)))
-        rule_results = {r.rule: r.as_dict() for r in rules}
-        props = {**step.properties, **_props(job, run_id, prints, params, keys, reads, dropped, rule_results)}
-        removed = 0
-        if remove is None:
-            change = Change(job.output, good, "overwrite", props)
-            outputs[job.output] = good.lazy()
-        else:
-            committed = wh.scan(job.output)
-            leaving = remove.restrict(committed, job.output) if remove else committed.head(0)
-            removed = leaving.select(pl.len()).collect().item()
-            staying = remove.exclude(committed, job.output) if removed else committed
-            outputs[job.output] = pl.concat([staying, good.lazy()])
-            if removed and job.contract.taken_at is None:
-                # A table of people, one row or a few each: theirs are in every file, which a delete
-                # would rewrite anyway. Writing it whole skips pyiceberg's delete filter (measured at
-                # 100x: 65 ms against 100-140 ms for 1% of the customers of customers_curated).
-                change = Change(job.output, outputs[job.output], "overwrite", props)
-            else:
-                # a delete that matches no row still reads every file (no statistics on personal columns)
-                change = Change(job.output, good, "replace", props, remove.where(job.output) if removed else None)
-        # Collecting what stays, converting to Arrow and writing Parquet happen on the writer
-        # thread, beside the next job.
-        staged.append(writer.submit(lambda: wh.stage(dataclasses.replace(change, data=_arrow(change.data)))))
-        primary = job.inputs[0]
-        rows_in = rows[primary] if primary in rows else wh.info(primary).rows
-        rows[job.output] = good.height
-        now = time.perf_counter()
-        results[job.output] = _updated(job, rows_in, good.height, bad.height, now - clock[0], dropped, rule_results, removed)
-        clock[0] = now
-        notify(job.name, "done")
-        return good.lazy()
-
-    for job in stale:
-        notify(job.name, "queued")
-    views: dict[str, Any] = {}  # an incremental run's rows for its audit
-    try:
-        with writer:
-            try:
-                if plan is None:
-                    evaluate(
-                        stale, wh.scan, keys.pseudonym, engine, params=params, after=check, dropped=dropped, set_aside=quarantined
-                    )
-                else:
-                    views = incremental.evaluate(
-                        stale,
-                        plan,
-                        wh.scan,
-                        engine,
-                        params=params,
-                        finish=lambda job, result: drop_marked(job, result, engine, dropped, quarantined),
-                        after=check,
-                    )
-            except StediError:
-                raise
-            except Exception as err:  # a transform failed: nothing was committed
-                raise JobError(f"run failed before any table changed: {type(err).__name__}: {first_line(err)}") from err
-            change = _quarantine(wh, pl.concat(quarantined, how="diagonal"), run_id) if quarantined else None
-            if change is not None:
-                staged.append(writer.submit(wh.stage, change))
-            if audit:
-                from stedi.audit import audit as audit_tables
-
-                # After an audit that passed, an incremental run only needs the people it touched checked.
-                focus = (plan.changed | plan.readers) if passed_before else None
-                pending = views if focus is not None else outputs
-                found = audit_tables(wh, keys, pending=pending, consent_scope=params["consent_scope"], focus=focus)
-                if found:
-                    raise AuditError(
-                        f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found
-                    )
-            ready = [f.result() for f in staged]
-        wh.commit_staged(ready)
-    except StediError:
-        raise
-    except Exception as err:
-        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {first_line(err)}") from err
-    return results
-
-
-def _run_stale_spark(step: _Stale) -> dict[str, JobResult]:
-    """:func:`_run_stale` on Spark (:mod:`stedi.spark`): each output checked in Spark and written
-    by the executors into its table's location, the audit over the written files, then every
-    table committed through pyiceberg (the written files added), all or nothing."""
-    import polars as pl
-    from pyiceberg.expressions import AlwaysTrue
-
-    from stedi import incremental
-
-    wh, stale, keys, engine, prints, params, run_id, notify, audit = step.unpack()
-
-    results: dict[str, JobResult] = {}
-    quarantined: list[dict] = []
-    set_aside: list[pl.DataFrame] = []
-    dropped: dict[str, dict[str, int]] = {}
-    staged: list[Staged] = []
-    pending: dict[str, pl.LazyFrame] = {}
-    reads = incremental.read_properties(wh, load_jobs())
-    clock = [time.perf_counter()]
-
-    def check(job: Job, frame: Any) -> Any:
-        good, bad_rows, rules = engine.check(frame, job.contract)
-        quarantined.extend(r | {"target_table": job.output} for r in bad_rows)
-        written = engine.write(good, job.contract, run_id)
-        files = written.uris
-        props = _props(job, run_id, prints, params, keys, reads, dropped, rules) | {"stedi.engine": "spark"}
-
-        def replace(name: str = job.output, files: list[str] = files, props: dict = props) -> Any:
-            tx = wh.table(name).transaction()
-            tx.delete(AlwaysTrue(), snapshot_properties=props)
-            if files:
-                tx.add_files(files, snapshot_properties=props)
-            return tx
-
-        staged.append(Staged(job.output, replace(), replace))
-        pending[job.output] = engine.scan(written, job.output)
+            set_aside.append(bad.with_columns(target_table=pl.lit(job.output)))
+        props = {**step.stamps, **_props(job, step.run_id, step.prints, params, keys, reads, dropped, rules, out.engine_name)}
+        staging = out.stage(job, good, props, remove)
+        pending[job.output] = staging.pending
         primary = job.inputs[0]
         rows_in = results[primary].rows_out if primary in results else wh.info(primary).rows
         now = time.perf_counter()
-        results[job.output] = _updated(job, rows_in, written.rows, len(bad_rows), now - clock[0], dropped, rules)
-        clock[0] = now
-        notify(job.name, "done")
-        return engine.read(files, job.output)  # downstream jobs read the written files, not the whole lineage again
+        results[job.output] = _updated(job, rows_in, staging.rows_out, bad.height, now - clock, dropped, rules, staging.removed)
+        clock = now
+        step.notify(job.name, "done")
+        return staging.downstream
 
-    for job in stale:
-        notify(job.name, "queued")
+    for job in step.jobs:
+        step.notify(job.name, "queued")
+    views: dict[str, Any] = {}  # an incremental run's rows for its audit
     try:
         try:
-            evaluate(stale, engine.load, keys.pseudonym, engine, params=params, after=check, dropped=dropped, set_aside=set_aside)
+            if plan is None:
+                evaluate(step.jobs, out.load, keys.pseudonym, step.engine, params=params, after=check, dropped=dropped, set_aside=set_aside)
+            else:
+                finish = lambda job, result: drop_marked(job, result, step.engine, dropped, set_aside)  # noqa: E731
+                views = incremental.evaluate(step.jobs, plan, out.load, step.engine, params=params, finish=finish, after=check)
         except StediError:
             raise
-        except Exception as err:
-            raise JobError(f"run failed before any table changed: {type(err).__name__}: {engine.explain(err)}") from err
-        if quarantined or set_aside:
-            schema = {"reason": pl.String, "raw": pl.String, "target_table": pl.String}
-            bad = pl.concat([pl.DataFrame(quarantined, schema=schema), *set_aside], how="diagonal")
-            change = _quarantine(wh, bad, run_id)
-            if change is not None:
-                staged.append(wh.stage(change))
-        if audit:
+        except Exception as err:  # a transform failed: nothing was committed
+            raise JobError(f"run failed before any table changed: {type(err).__name__}: {out.explain(err)}") from err
+        change = quality.quarantine(wh, pl.concat(set_aside, how="diagonal"), step.run_id) if set_aside else None
+        if change is not None:
+            out.stage_change(change)
+        if step.audit:
             from stedi.audit import audit as audit_tables
 
-            found = audit_tables(wh, keys, pending=pending, consent_scope=params["consent_scope"])
+            # After an audit that passed, an incremental run only needs the people it touched checked.
+            focus = (plan.changed | plan.readers) if passed_before else None
+            found = audit_tables(wh, keys, pending=views if focus is not None else pending, consent_scope=params["consent_scope"], focus=focus)
             if found:
                 raise AuditError(f"the audit of the run's output found {len(found)} privacy violation(s); nothing was committed", found)
-        wh.commit_staged(staged)
+        wh.commit_staged(out.staged())
     except StediError:
-        engine.discard()
+        out.discard()
         raise
     except Exception as err:
-        engine.discard()
-        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {engine.explain(err)}") from err
+        out.discard()
+        raise JobError(f"run failed; every table is as it was before: {type(err).__name__}: {out.explain(err)}") from err
+    finally:
+        out.close()
     return results
 
 
@@ -714,25 +316,29 @@ def _props(
     reads: Mapping[str, str],
     dropped: Mapping[str, Mapping[str, int]],
     rules: Mapping[str, dict],
+    engine: str | None = None,
 ) -> dict[str, str]:
-    """The properties stamped on the snapshot a run writes for ``job``: who wrote it, from what,
-    with which settings, what it kept out and how its rules fared."""
+    """The properties stamped on the snapshot a run writes for ``job`` (:mod:`stedi.properties`):
+    who wrote it, from what, with which settings, what it kept out and how its rules fared."""
     from stedi import incremental
 
     kept_out = dropped.get(job.output, {})
-    return {
-        "stedi.run-id": run_id,
-        "stedi.job": job.name,
-        "stedi.fingerprint": prints[job.output],
-        "stedi.inputs": json.dumps({n: prints[n] for n in job.inputs}, sort_keys=True),
-        "stedi.consent-scope": params["consent_scope"],
-        "stedi.out-of-scope": str(kept_out.get(privacy.IN_SCOPE, 0)),
-        "stedi.unattributable": str(kept_out.get(privacy.ATTRIBUTABLE, 0)),
-        "stedi.uncertain": str(kept_out.get(privacy.CERTAIN, 0)),
-        "stedi.rules": json.dumps(rules, sort_keys=True),
-        incremental.READ: reads[job.output],
-        incremental.CODE: incremental.code_print(job, params, keys),
-    }
+    return properties.run_properties(
+        run_id=run_id,
+        job=job.name,
+        fingerprint=prints[job.output],
+        inputs={n: prints[n] for n in job.inputs},
+        consent_scope=params["consent_scope"],
+        kept_out={
+            properties.OUT_OF_SCOPE: kept_out.get(privacy.IN_SCOPE, 0),
+            properties.UNATTRIBUTABLE: kept_out.get(privacy.ATTRIBUTABLE, 0),
+            properties.UNCERTAIN: kept_out.get(privacy.CERTAIN, 0),
+        },
+        rules=rules,
+        read=reads[job.output],
+        code=incremental.code_print(job, params, keys),
+        engine=engine,
+    )
 
 
 def _updated(
@@ -762,30 +368,3 @@ def _updated(
     )
 
 
-def _arrow(data: pl.DataFrame | pl.LazyFrame) -> Any:
-    return (data.collect() if hasattr(data, "collect") else data).to_arrow()
-
-
-def _quarantine(wh: Warehouse, bad: pl.DataFrame, run_id: str) -> Change | None:
-    """Rows a run set aside (``target_table``, ``reason``, ``raw``) as an append to ``quarantine``,
-    each kept once: a row the quarantine already holds (an earlier run that computed the same
-    table set it aside) is not added again."""
-    import polars as pl
-
-    key = ["target_table", "reason", "raw"]
-    held = wh.scan("quarantine").filter(pl.col("target_table").is_in(bad["target_table"].unique().to_list())).select(key)
-    bad = bad.unique(subset=key, keep="first", maintain_order=True).join(held.collect(), on=key, how="anti", nulls_equal=True)
-    if bad.height == 0:
-        return None
-    rows = bad.select(
-        "target_table",
-        "reason",
-        "raw",
-        source_file=pl.lit(None, pl.String),
-        line_number=pl.lit(None, pl.Int64),
-        owner=pl.lit(None, pl.String),
-        record_time=pl.lit(None, pl.Int64),
-        batch_id=pl.lit(run_id),
-        quarantined_at=pl.lit(datetime.now(UTC)),
-    )
-    return Change("quarantine", rows.to_arrow(), "append", {"stedi.run-id": run_id})

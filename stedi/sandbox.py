@@ -118,22 +118,31 @@ def connect(lake: Lake, vs: list[View], directories: list[str] = ()) -> duckdb.D
     """A read-only, confined DuckDB connection with one view per ``vs``, named as its table."""
     import duckdb
 
-    folder = tempfile.mkdtemp(prefix="stedi-sql-")  # private to this user (0700)
+    # a memory-backed folder where there is one: the views' commit then costs no disk flush
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    folder = tempfile.mkdtemp(prefix="stedi-sql-", dir=shm)  # private to this user (0700)
     path = os.path.join(folder, "views.duckdb")
+    quiet = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
     try:
-        builder = duckdb.connect(path, config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
+        builder = duckdb.connect(path, config=quiet)
         try:
             if lake.remote:
                 builder.register_filesystem(lake.fs)
-            for v in vs:
-                try:
+            try:
+                builder.execute("BEGIN")
+                for v in vs:
                     builder.execute(view_sql(v))
-                except duckdb.Error as err:  # a data file unreadable: this table fails, the others read
-                    bad = View(v.name, v.columns, (), f"table {v.name} cannot be read: {first_line(err)}")
-                    builder.execute(view_sql(bad))
+                builder.execute("COMMIT")
+            except duckdb.Error:  # a data file unreadable: that table fails when queried, the others read
+                builder.execute("ROLLBACK")
+                for v in vs:
+                    try:
+                        builder.execute(view_sql(v))
+                    except duckdb.Error as err:
+                        builder.execute(view_sql(View(v.name, v.columns, (), f"table {v.name} cannot be read: {first_line(err)}")))
         finally:
             builder.close()
-        con = duckdb.connect(path, read_only=True, config={"autoload_known_extensions": False, "autoinstall_known_extensions": False})
+        con = duckdb.connect(path, read_only=True, config=quiet)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the open connection keeps what it needs
     if lake.remote:
@@ -143,14 +152,14 @@ def connect(lake: Lake, vs: list[View], directories: list[str] = ()) -> duckdb.D
     return con
 
 
-def check_query(query: str) -> list:
+def check_query(query: str, con: duckdb.DuckDBPyConnection | None = None) -> list:
     """The statements of ``query``, refused unless each is a query (DuckDB's parser says which)."""
     import duckdb
 
     if not query.strip():
         raise QueryError("empty query: give a SELECT (e.g. stedi-etl sql \"SELECT count(*) FROM customers_curated\")")
     try:
-        statements = duckdb.extract_statements(query)
+        statements = (con or duckdb).extract_statements(query)
     except duckdb.Error as err:
         raise QueryError(f"malformed query: {first_line(err)}") from err
     if not statements:
@@ -167,6 +176,8 @@ def explain(err: BaseException, tables: list[str]) -> QueryError:
     import duckdb
 
     text = first_line(err)
+    if text.startswith("Invalid Input Error: table "):  # a table that cannot be read says why (its view's error())
+        return QueryError(text.removeprefix("Invalid Input Error: "))
     if isinstance(err, duckdb.PermissionException) or "external access" in text or "disabled" in text:
         return QueryError(f"{REFUSED}, no other file ({text})")
     if "configuration has been locked" in text:

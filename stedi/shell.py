@@ -51,8 +51,9 @@ def prepared(settings: Settings, as_of: str | None = None) -> Iterator[list[str]
     lake, views, directories = open_views(settings, as_of)
     if lake.remote:
         raise StediError(
-            f"the shell reads local warehouses only: for {lake.location}, the DuckDB 1.5 shell would need its httpfs "
-            "extension and the bucket's credentials; use `stedi-etl sql` or stedi.connect(), which read S3 through stedi"
+            f"the shell reads local warehouses only: for {lake.location} the DuckDB 1.5 shell would need its own httpfs "
+            "extension of its exact version (PyPI's duckdb-extension-httpfs lags the shell) and the bucket's credentials; "
+            "use `stedi-etl sql` or stedi.connect(), which read S3 through stedi's filesystem"
         )
     shell = binary()
     folder = tempfile.mkdtemp(prefix="stedi-shell-")  # 0700: this user's only

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stedi.contracts import Contract, contract
-from stedi.runner import SparkEngine
+from stedi.engines import SparkEngine
 
 if TYPE_CHECKING:
     import polars as pl
@@ -107,7 +107,11 @@ class Written:
 class SparkTables(SparkEngine):
     """Spark over the warehouse: the executors read tables from their files and write outputs."""
 
-    writes_tables = True  # the runner lets this engine write and check its outputs itself
+    def outputs(self, wh: Warehouse) -> Any:
+        """A run's outputs checked in Spark and written by the executors (:class:`stedi.outputs.SparkOutputs`)."""
+        from stedi.outputs import SparkOutputs
+
+        return SparkOutputs(wh, self)
 
     def __init__(self, spark: SparkSession, wh: Warehouse):
         from pyspark import cloudpickle

@@ -22,14 +22,9 @@ getting one Iceberg snapshot stamped with the properties given, all or nothing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import json
-import os
-import random
 import secrets
-import time
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,14 +32,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, ValidationException
+from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table, Transaction
 
-from stedi import at_rest, catalogs
+from stedi import at_rest, catalogs, properties
 from stedi.catalogs import OWNER  # noqa: F401 — where it was first defined
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
-from stedi.errors import ConfigError, StediError, first_line
+from stedi.errors import ConfigError, StediError
 from stedi.privacy import PERSONAL_COLUMNS
 from stedi.storage import PRIVATE, Storage
 
@@ -67,20 +62,14 @@ TABLE_PROPERTIES = {
     "write.parquet.compression-codec": "zstd",
 }
 
-#: Snapshots to go back to, written before a multi-table commit and removed after it.
-JOURNAL = f"{PRIVATE}/commit-journal.json"
-
-#: Retries of a table's commit when another writer committed to the table first.
-COMMIT_RETRIES = 4
-
 #: How long a command waits for another one writing to the same warehouse, by default.
 LOCK_TIMEOUT_S = 600.0
 
 #: Snapshot properties of a compaction (:mod:`stedi.compaction`), which rewrites files, not rows: the
 #: snapshots whose rows it holds (JSON list, the one it compacted first, then those that one only
 #: added a run's own rows to), and the last snapshot before it that no run wrote ("" if none).
-COMPACTED = "stedi.compacted-from"
-NOT_BY_A_RUN = "stedi.not-by-a-run"
+COMPACTED = properties.COMPACTED
+NOT_BY_A_RUN = properties.NOT_BY_A_RUN
 
 
 def compacted_from(snapshot) -> list[int]:
@@ -95,12 +84,6 @@ def table_properties(c: Contract) -> dict[str, str]:
     email or a serial number as a lower or upper bound (an erased person would survive there)."""
     personal = {f"write.metadata.metrics.column.{n}": "counts" for n in c.column_names if n in PERSONAL_COLUMNS}
     return TABLE_PROPERTIES | personal | dict(c.properties) | {"comment": c.description}
-
-
-# Polars would rather plan Iceberg scans natively; pyiceberg's planner is what we use for writes too.
-warnings.filterwarnings("ignore", message=".*Iceberg scan planning.*")
-# An overwrite of an empty table is a plain append; pyiceberg warns that its delete matched nothing.
-warnings.filterwarnings("ignore", message="Delete operation did not match any records")
 
 
 @dataclass(frozen=True)
@@ -159,12 +142,12 @@ class Warehouse:
 
             Lake(settings).check_exists()
             return wh
-        from stedi.lakeview import Lake, WarehouseMissing
+        if not wh.files.remote and settings.catalog_uri is None:
+            from stedi.lakeview import Lake, WarehouseMissing
 
-        try:  # a lost catalog beside the tables' metadata: say how to rebuild it, never start an empty one
-            Lake(settings).check_exists()
-        except WarehouseMissing:
-            pass  # a new warehouse: a writer creates it
+            # a lost catalog.db beside the tables' metadata: say how to rebuild it, never start an empty one
+            with contextlib.suppress(WarehouseMissing):  # a new warehouse: a writer creates it
+                Lake(settings).check_exists()
         wh.files.ensure()
         wh.settle()
         return wh
@@ -270,76 +253,18 @@ class Warehouse:
     # -- the writers' lock -------------------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, what: str, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Hold the warehouse's writers' lock: one command that writes (ingest, run, forget) at a time.
-
-        Waits up to ``timeout`` seconds for another holder, then fails with who holds it. The lock
-        is the kernel's (``flock``): a killed process releases it. Its file is in the warehouse's
-        private folder, or for an S3 warehouse in this user's cache folder; writers on other machines
-        are kept out by the shared catalog's lock (:meth:`_catalog_lock`).
-
-        Re-entrant: a command holding the lock (``ingest --run``) runs its next step under the same
-        hold. On taking it, the tables read before are forgotten: everything read under the lock is
-        as every earlier writer committed it.
-        """
-        if self._holding is not None:  # this process already holds it
-            yield
-            return
+        """Hold the warehouse's writers' lock (:func:`stedi.locks.hold`): one command that writes
+        at a time; re-entrant; on taking it, the tables read before are forgotten."""
         from stedi import locks
 
-        deadline = time.monotonic() + timeout
-        busy = f"the warehouse {self.location} is busy ({{holder}}); waited {timeout:.0f}s, try again when it is done"
-        with (
-            locks.file_lock(self._lock_file(), what, deadline, busy),
-            self._catalog_lock(what, deadline),
-            contextlib.nullcontext() if self.files.remote else at_rest.private(self.root, self.settings.group),
-        ):
-            self._holding = what
-            try:
-                # Tables loaded before the lock was ours may predate another writer's commit.
-                self._tables.clear()
-                self.recover()
-                yield
-            finally:
-                self._holding = None
-
-    def _lock_file(self) -> Path:
-        if not self.files.remote:
-            return self.private_dir / "lock"
-        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stedi" / "locks"
-        cache.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return cache / hashlib.sha256(self.location.encode()).hexdigest()[:32]
-
-    @property
-    def lock_id(self) -> int:
-        """The key of the warehouse's PostgreSQL advisory lock (with a PostgreSQL catalog)."""
-        return int.from_bytes(hashlib.sha256(f"stedi:{self.location}".encode()).digest()[:8], "big", signed=True)
-
-    @contextlib.contextmanager
-    def _catalog_lock(self, what: str, deadline: float) -> Iterator[None]:
-        """With a shared catalog, writers on other machines are kept out too: by a PostgreSQL
-        advisory lock named after the warehouse, or with Glue by the bucket's lock (see
-        :mod:`stedi.locks`)."""
-        from stedi import locks
-
-        uri = self.settings.catalog_url
-        if catalogs.is_postgresql(uri):
-            busy = f"the warehouse {self.location} is busy (a writer on another machine holds its lock in {self.catalog_name}); try again when it is done"
-            with locks.advisory_lock(self.catalog.engine, self.lock_id, deadline, busy):
-                yield
-        elif catalogs.is_glue(uri):
-            with locks.BucketLock.of(self.location).held(what, deadline) as self._lease:
-                try:
-                    yield
-                finally:
-                    self._lease = None
-        else:
+        with locks.hold(self, what, timeout):
             yield
 
     def still_locked(self) -> None:
-        """Raise if this process held the bucket's lock and lost it (see :class:`stedi.locks.BucketLock`):
-        called before every commit and deletion."""
-        if self._lease is not None:
-            self._lease.check()
+        """Raise if this process lost the bucket's lock it held (:func:`stedi.locks.still_locked`)."""
+        from stedi import locks
+
+        locks.still_locked(self)
 
     # -- reading ---------------------------------------------------------------------------------
     def scan(self, name: str, table: Table | None = None) -> pl.LazyFrame:
@@ -374,7 +299,7 @@ class Warehouse:
             props = snap.summary.additional_properties
             if COMPACTED in props:  # a compaction stands for the rows before it
                 return int(props[NOT_BY_A_RUN] or 0) or None
-            if "stedi.run-id" not in props:
+            if properties.RUN_ID not in props:
                 break
             snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
         return snap.snapshot_id if snap else None
@@ -431,8 +356,11 @@ class Warehouse:
         data = change.data if stream else contract(change.table).conform(change.data)
 
         def transaction() -> Transaction:
-            tx = self.table(change.table).transaction()
-            if change.mode == "overwrite":
+            table = self.table(change.table)
+            tx = table.transaction()
+            if change.mode == "overwrite" and table.current_snapshot() is None:
+                tx.append(data, snapshot_properties=change.properties)  # nothing to delete (pyiceberg would warn)
+            elif change.mode == "overwrite":
                 tx.overwrite(data, snapshot_properties=change.properties)
             elif change.mode == "replace" and change.where is not None:
                 # copy-on-write: only the files holding a matching row are rewritten
@@ -444,84 +372,21 @@ class Warehouse:
         return Staged(change.table, transaction(), None if stream else transaction)
 
     def commit_staged(self, staged: list[Staged]) -> None:
-        """Commit staged changes in order, all or nothing: if one fails, the tables already changed
-        are put back to the snapshots they had before, and the error is raised.
+        """Commit staged changes together, all or nothing (:func:`stedi.journal.commit`)."""
+        from stedi import journal
 
-        Iceberg commits one table at a time. Before the first, the snapshots to go back to are
-        written to a journal; it is removed once every table is committed (or put back). A process
-        killed in between leaves the journal, and the next writer to take the lock puts the tables
-        back (:meth:`recover`): a warehouse is never left half-committed.
-        """
-        self.still_locked()
-        before = {s.table: self.info(s.table).snapshot_id for s in staged}
-        self.files.write(JOURNAL, json.dumps({"before": before}).encode())
-        done: list[str] = []
-        try:
-            for s in staged:
-                self._commit(s)
-                done.append(s.table)
-        except BaseException as err:
-            try:
-                for name in reversed(done):
-                    self.restore(name, before[name])
-            except Exception as again:  # the storage or catalog that failed the commit fails this too
-                raise StediError(
-                    f"a commit failed ({first_line(err)}) and {', '.join(done)} could not be put back yet "
-                    f"({first_line(again)}); the next stedi-etl command puts them back"
-                ) from err
-            with contextlib.suppress(Exception):  # left behind, it only makes the next writer restore the same snapshots
-                self.files.delete(JOURNAL)
-            raise
-        self.files.delete(JOURNAL)
-
-    def _commit(self, staged: Staged) -> None:
-        """Commit one table's change. pyiceberg itself retries an append that another writer beat
-        to the catalog; it gives up on a change that conflicts with theirs (an overwrite or delete
-        over rows they added: ValidationException) or after its own retries. Then the change is
-        built again over the table as it is now and retried, a few times, after a short random
-        wait: a run's output replaces what the other writer left, an append adds to it."""
-        for attempt in range(COMMIT_RETRIES + 1):
-            try:
-                staged.transaction.commit_transaction()
-                return
-            except (CommitFailedException, ValidationException) as err:
-                if staged.redo is None or attempt == COMMIT_RETRIES:
-                    raise StediError(
-                        f"table {staged.table}: another writer kept committing to it first ({err}); "
-                        "nothing of this command was kept: run it again"
-                    ) from err
-                time.sleep(random.uniform(0.05, 0.2) * 2**attempt)
-                self.table(staged.table).refresh()
-                staged = Staged(staged.table, staged.redo(), staged.redo)
+        journal.commit(self, staged)
 
     def settle(self) -> None:
-        """Before a command, finish a commit that a killed process or a failed storage left half
-        done (:meth:`recover`, under the lock), so that no command, reader or writer, sees it."""
-        if self.files.exists(JOURNAL):
-            with self.lock("stedi-etl recovery"):
-                pass
+        """Finish a commit a killed process left half done (:func:`stedi.journal.settle`)."""
+        from stedi import journal
+
+        journal.settle(self)
 
     def recover(self) -> list[str]:
-        """Finish what a killed commit left: put back the tables its journal names. Returns them.
-        Called by :meth:`lock`, so every writer starts from a whole warehouse."""
-        try:
-            before = json.loads(self.files.read_bytes(JOURNAL))["before"]
-        except FileNotFoundError:
-            return []
-        for name, snapshot_id in before.items():
-            self.restore(name, snapshot_id)
-        self.files.delete(JOURNAL)
-        return list(before)
+        from stedi import journal
 
-    def restore(self, name: str, snapshot_id: int | None) -> None:
-        """Put table ``name`` back to ``snapshot_id`` (``None``: back to no rows)."""
-        table = self.table(name)
-        current = table.current_snapshot()
-        if snapshot_id is None:
-            if current is not None:
-                table.overwrite(contract(name).arrow_schema().empty_table())
-        elif current is None or current.snapshot_id != snapshot_id:
-            table.manage_snapshots().set_current_snapshot(snapshot_id).commit()
+        return journal.recover(self)
 
 
 def _never_written(ident: str, c: Contract, location: str, catalog: Catalog) -> Table:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from stedi import properties
 from stedi.errors import SourceError, StediError, first_line
 from stedi.ingest import _FOLDERS, RawFile, _taken, ingest_files
 from stedi.storage import filesystem, normalise, storage_error
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from stedi.warehouse import Warehouse
 
 #: Snapshot property of every table a micro-batch writes: when its oldest file was complete (epoch ms).
-ARRIVED = "stedi.arrived-at-ms"
+ARRIVED = properties.ARRIVED
 #: An S3 source is listed whole every this many looks (keys sorting before the last one seen).
 RELIST_EVERY = 30
 #: Pause after a micro-batch when more are waiting: another writer polling for the lock gets it.
@@ -313,7 +314,7 @@ class Watcher:
                 arrived = min((when.get((r.source, r.file), min(when.values())) for r in summary.ingested), default=None)
                 if arrived is not None:
                     props = {ARRIVED: str(int(arrived * 1000))}
-                result = run(self.wh, self.keys, properties=props) if summary.ingested else None
+                result = run(self.wh, self.keys, stamps=props) if summary.ingested else None
         except (StediError, OSError) as err:  # a file unreadable, the lock busy, the storage failing: later
             self.inbox.not_taken(files)
             if isinstance(err, OSError):

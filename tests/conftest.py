@@ -23,6 +23,23 @@ def _hide_user_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tmp_pat
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture
+def replace_job(monkeypatch: pytest.MonkeyPatch):
+    """``replace_job(module, transform=...)``: the job a module of pipelines/ declares, changed for
+    one test (the jobs are loaded once per process, so the cache is cleared around it)."""
+    import dataclasses
+
+    from stedi.jobs import load_jobs
+
+    def change(module, **fields):
+        monkeypatch.setattr(module, "JOB", dataclasses.replace(module.JOB, **fields))
+        load_jobs.cache_clear()
+
+    yield change
+    monkeypatch.undo()
+    load_jobs.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def spark():
     pytest.importorskip("pyspark")

@@ -14,7 +14,9 @@ import polars as pl
 import pyarrow as pa
 
 from stedi.contracts import contract
-from stedi.runner import DEFAULT_PARAMS, PolarsEngine, evaluate, load_jobs
+from stedi.engines import PolarsEngine
+from stedi.evaluation import evaluate
+from stedi.jobs import DEFAULT_PARAMS, load_jobs
 
 #: A pseudonym key as strong as a generated one (tests pass it where a user's comes from the environment).
 KEY = b"07bf21686b500dfd11d93bc28e4af83ef92fd23cbc70c648141084c279de24e5"

@@ -88,7 +88,6 @@ def test_the_warehouse_can_come_from_the_environment(tmp_path):
     ("args", "message"),
     [
         pytest.param(["sql", "SELECT 1"], "no warehouse at", id="no warehouse"),
-        pytest.param(["sql", "SELEC oops"], "malformed query", id="malformed query"),
         pytest.param(["ingest", "/no/such/folder"], "does not exist", id="missing source"),
     ],
 )

@@ -10,8 +10,8 @@ from stedi.config import Settings
 from stedi.contracts import load_contracts, parse_contract
 from stedi.errors import ContractError
 from stedi.ingest import sources
+from stedi.jobs import load_jobs
 from stedi.privacy import DIRECT_IDENTIFIERS
-from stedi.runner import load_jobs
 from stedi.warehouse import Warehouse
 
 TABLE_NAMES = {

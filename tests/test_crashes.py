@@ -24,8 +24,9 @@ from stedi.config import Settings
 from stedi.contracts import load_contracts
 from stedi.generate import generate
 from stedi.ingest import ingest
+from stedi.journal import JOURNAL
 from stedi.runner import run
-from stedi.warehouse import JOURNAL, Warehouse
+from stedi.warehouse import Warehouse
 from tests.factories import KEY
 
 ENV = {**os.environ, "STEDI_PSEUDONYM_KEY": KEY.decode(), "ARROW_DEFAULT_MEMORY_POOL": "system"}
@@ -218,7 +219,7 @@ def test_a_commit_that_keeps_conflicting_fails_cleanly(tmp_path, monkeypatch):
     from pyiceberg.exceptions import CommitFailedException
     from pyiceberg.table import Transaction
 
-    from stedi import warehouse
+    from stedi import journal
     from stedi.errors import StediError
     from stedi.warehouse import Change
 
@@ -231,9 +232,9 @@ def test_a_commit_that_keeps_conflicting_fails_cleanly(tmp_path, monkeypatch):
         raise CommitFailedException("requirement failed: branch main has changed")
 
     monkeypatch.setattr(Transaction, "commit_transaction", refuse)
-    monkeypatch.setattr(warehouse.random, "uniform", lambda a, b: 0.0)
+    monkeypatch.setattr(journal.random, "uniform", lambda a, b: 0.0)
     with pytest.raises(StediError, match="another writer kept committing to it first"):
         wh.commit_staged([wh.stage(Change("quarantine", _quarantine_rows("after"), "append"))])
-    assert len(attempts) == warehouse.COMMIT_RETRIES + 1
+    assert len(attempts) == journal.COMMIT_RETRIES + 1
     monkeypatch.undo()
     assert Warehouse.open(Settings(warehouse=tmp_path / "wh")).scan("quarantine").collect()["reason"].to_list() == ["before"]

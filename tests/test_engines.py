@@ -11,9 +11,11 @@ from polars.testing import assert_frame_equal
 
 from stedi.config import CONSENT_SCOPES, Settings
 from stedi.contracts import contract
+from stedi.engines import PolarsEngine, SparkEngine
+from stedi.evaluation import evaluate
 from stedi.generate import generate
 from stedi.ingest import ingest
-from stedi.runner import PolarsEngine, SparkEngine, evaluate, load_jobs
+from stedi.jobs import load_jobs
 from stedi.warehouse import Warehouse
 from tests.factories import KEY
 

@@ -16,8 +16,9 @@ from stedi.contracts import contract
 from stedi.erasure import ErasureError, forget
 from stedi.generate import generate
 from stedi.ingest import ingest
+from stedi.jobs import load_jobs
 from stedi.privacy import customer_key, keyed_hash, subject_key
-from stedi.runner import load_jobs, run
+from stedi.runner import run
 from stedi.warehouse import Change, Warehouse
 from tests.factories import KEY, contract_names, customer, reading, step, warehouse_mentions, write_landing
 

@@ -24,8 +24,11 @@ from polars.testing import assert_frame_equal
 
 from stedi import incremental
 from stedi.config import CONSENT_SCOPES, Settings
+from stedi.engines import PolarsEngine
+from stedi.evaluation import evaluate
 from stedi.ingest import ingest
-from stedi.runner import PolarsEngine, evaluate, load_jobs, run
+from stedi.jobs import load_jobs
+from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, T0, customer, reading, step, write_landing
 

@@ -25,9 +25,10 @@ from stedi.audit import audit
 from stedi.config import CONSENT_SCOPES, Settings
 from stedi.erasure import forget
 from stedi.ingest import ingest
+from stedi.jobs import load_jobs
 from stedi.privacy import normal_form
 from stedi.rotation import rotate_key
-from stedi.runner import load_jobs, run
+from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, T0, customer, reading, step, warehouse_mentions, write_landing
 

@@ -101,9 +101,8 @@ def test_the_shell_of_an_s3_warehouse_says_why_not(monkeypatch):
 
     monkeypatch.setattr(Lake, "check_exists", lambda self: None)
     monkeypatch.setattr(Lake, "pointers", {})
-    with pytest.raises(StediError, match="local warehouses only"):
-        with prepared(Settings(warehouse="s3://bucket/stedi", catalog_uri="sqlite:////tmp/x.db")):
-            pass
+    with pytest.raises(StediError, match="local warehouses only"), prepared(Settings(warehouse="s3://bucket/stedi", catalog_uri="sqlite:////tmp/x.db")):
+        pass
 
 
 def test_describe_shows_the_contract_and_the_snapshot(two_runs):

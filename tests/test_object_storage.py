@@ -21,7 +21,8 @@ import stedi
 from stedi.cli import cli
 from stedi.config import Settings
 from stedi.contracts import load_contracts
-from stedi.warehouse import JOURNAL, Warehouse
+from stedi.journal import JOURNAL
+from stedi.warehouse import Warehouse
 from tests.conftest import SAMPLE
 from tests.factories import KEY as FACTORY_KEY
 from tests.s3 import Relay, moto_server

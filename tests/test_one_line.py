@@ -107,14 +107,36 @@ def test_csv_of_lists_and_structs(built):
 
 
 def test_a_screenful_on_a_terminal_and_a_note_of_the_rest(built, monkeypatch):
+    import os
+    import shutil as sh
+
     from stedi.cli import read
 
-    monkeypatch.setattr(read.sys.stdout, "isatty", lambda: True, raising=False)
-    result = etl(built, "sql", "--limit", "5", "SELECT * FROM range(50) t(i)")
+    monkeypatch.setattr(read, "_stdout_is_terminal", lambda: True)
+    monkeypatch.setattr(sh, "get_terminal_size", lambda *a: os.terminal_size((100, 30)))
+    result = etl(built, "sql", "SELECT * FROM range(50) t(i)")
     assert result.exit_code == 0
-    assert "50 row(s); 45 not shown" in result.stdout
+    assert "50 row(s); 28 not shown (--limit N shows N, --limit 0 all)" in result.stdout  # 30 lines - 8
+    assert "45 not shown" in etl(built, "sql", "--limit", "5", "SELECT * FROM range(50) t(i)").stdout
+    assert "not shown" not in etl(built, "sql", "--limit", "0", "SELECT * FROM range(50) t(i)").stdout
     assert len(etl(built, "sql", "--format", "csv", "SELECT * FROM range(50) t(i)").stdout.splitlines()) == 51
-    assert "45 not shown" not in etl(built, "sql", "--limit", "0", "SELECT * FROM range(50) t(i)").stdout
+    monkeypatch.setattr(read, "_stdout_is_terminal", lambda: False)
+    assert "not shown" not in etl(built, "sql", "SELECT * FROM range(50) t(i)").stdout  # a pipe gets every row
+
+
+def test_forget_dry_run_changes_nothing_and_says_what_would_go(built, tmp_path):
+    import hashlib
+
+    def tree(root):
+        return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "lock"}
+
+    email = json.loads((SAMPLE / "customer" / "landing").glob("*.json").__next__().read_text().splitlines()[0])["email"]
+    before = tree(built)
+    result = etl(built, "forget", "--dry-run", "--email", email)
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing changed" in result.stdout and "would be erased" in result.stdout
+    assert "snapshot(s) would be expired" in result.stdout
+    assert tree(built) == before
 
 
 def test_a_corrupt_metadata_file_breaks_only_its_table(damaged):
@@ -145,7 +167,40 @@ def test_ctrl_c_is_one_line_and_exit_130(built, monkeypatch):
     def interrupted(*_a, **_k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stedi.query, "sql", interrupted)
+    monkeypatch.setattr(stedi.query, "run", interrupted)
     result = etl(built, "sql", "SELECT 1")
     assert result.exit_code == 130
     assert result.stderr.strip() == "interrupted: nothing more was done"
+
+
+def test_a_mistyped_option_is_not_taken_for_sql(built):
+    one_line(etl(built, "sql", "--limt", "5", "SELECT 1"), "no such option: --limt")
+
+
+def test_options_after_the_command_name(built, tmp_path):
+    result = CliRunner().invoke(cli, ["tables", "--format", "json", "--warehouse", str(built)])
+    assert result.exit_code == 0 and json.loads(result.stdout)
+    fresh = tmp_path / "after"
+    result = CliRunner().invoke(cli, ["ingest", str(SAMPLE), "--warehouse", str(fresh)])
+    assert result.exit_code == 0, result.output
+    assert (fresh / "catalog.db").exists()
+
+
+def test_wide_rows_print_as_records_on_100_columns(monkeypatch):
+    from rich.console import Console
+
+    from stedi.cli import output
+
+    sink = io.StringIO()
+    monkeypatch.setattr(output, "_console", lambda stderr=False: Console(file=sink, width=100, highlight=False))
+    columns = tuple(f"column_number_{i}" for i in range(12))
+    values = tuple(f"value-{i}-" + "x" * 20 for i in range(12))
+    output._print_table(None, columns, [values])
+    lines = sink.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    for name, value in zip(columns, values, strict=True):
+        assert any(line.startswith(name) and line.endswith(value) for line in lines)  # each value whole, on its line
+    sink.truncate(0)
+    sink.seek(0)
+    output._print_table(None, ("a", "b"), [(1, "two")])
+    assert "┃ a ┃ b" in sink.getvalue()  # a narrow table stays a table

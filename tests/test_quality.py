@@ -136,14 +136,14 @@ def test_every_run_is_logged_job_by_job_with_its_snapshots(tmp_path):
     assert wh.info("run_log").rows == log.height
 
 
-def test_a_failed_run_is_logged_with_its_error(tmp_path, monkeypatch):
+def test_a_failed_run_is_logged_with_its_error(tmp_path, replace_job):
     wh, _ = _world(tmp_path)
     import pipelines.machine_learning_curated as job
 
     def broken(*frames):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(job, "transform", broken)
+    replace_job(job, transform=broken)
     with pytest.raises(JobError, match="boom"):
         run(wh, KEY)
     log = wh.scan("run_log").collect()

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 import stedi
 from stedi.cli import cli
 from tests.conftest import ROOT, SAMPLE
-from tests.factories import loaded_warehouse
 
 READS = [
     ["sql", "SELECT count(*) FROM customers_curated"],
@@ -72,12 +71,12 @@ def test_read_commands_create_nothing(ingested):
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="drops root's capabilities with setpriv")
 def test_read_commands_run_for_a_user_who_cannot_write(tmp_path):
-    root = loaded_warehouse(tmp_path / "wh", SAMPLE).root
+    root = built(tmp_path / "wh")
     before = state(root)
     subprocess.run(["chmod", "-R", "a-w", str(root)], check=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     try:
-        for args in READS[:-1]:  # the audit reads the key, which only its owner may read (0600)
+        for args in [*READS, ["describe", "customer_trusted"], ["history", "customer_trusted"]]:
             # root without CAP_DAC_OVERRIDE: the files' write bits hold, as for any other user
             done = subprocess.run(
                 ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-m", "stedi.cli", "--warehouse", str(root), *args],
@@ -145,3 +144,51 @@ def test_a_moved_warehouse_opens_at_its_new_place_after_relocate(tmp_path):
     assert result.exit_code == 0, result.output
     assert etl(new, "audit").exit_code == 0
     assert counts(new)["customer_trusted"] == expected["customer_trusted"]
+
+
+def test_a_half_done_commit_is_read_as_before_it_and_left_to_a_writer(tmp_path):
+    import json
+
+    first = tmp_path / "first"
+    shutil.copytree(SAMPLE, first)
+    for extra in sorted((first / "customer" / "landing").glob("*.json"))[1:]:
+        extra.unlink()
+    root = tmp_path / "wh"
+    assert etl(root, "ingest", str(first)).exit_code == 0
+    assert etl(root, "ingest", str(SAMPLE)).exit_code == 0
+    history = json.loads(etl(root, "history", "customer_landing", "--format", "json").stdout)
+    assert len(history) == 2
+    # as a writer killed between the tables of one commit leaves it: the snapshot to go back to
+    journal = root / ".stedi" / "commit-journal.json"
+    journal.write_text(json.dumps({"before": {"customer_landing": history[0]["snapshot_id"]}}))
+    before = state(root)
+    result = etl(root, "sql", "--format", "csv", "SELECT count(*) AS n FROM customer_landing")
+    assert result.exit_code == 0 and int(result.stdout.split()[1]) == history[0]["rows"]
+    assert state(root) == before and journal.exists()  # a reader finishes nothing
+    assert etl(root, "run").exit_code == 0  # a writer puts the table back, then runs
+    assert not journal.exists()
+    assert json.loads(etl(root, "describe", "customer_landing", "--format", "json").stdout)["rows"] == history[0]["rows"]
+
+
+def test_a_moved_warehouse_that_lost_its_catalog_too(tmp_path):
+    old = built(tmp_path / "old")
+    expected = counts(old)
+    new = tmp_path / "new"
+    shutil.move(old, new)
+    (new / "catalog.db").unlink()
+    assert "stedi-etl repair" in etl(new, "tables").stderr
+    result = etl(new, "repair")
+    assert result.exit_code == 0, result.output
+    assert counts(new) == expected
+    result = etl(new, "audit")
+    assert result.exit_code == 0, result.output
+
+
+def test_relocate_writes_privately(tmp_path):
+    old = built(tmp_path / "old")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    before = {p for p in new.rglob("*")}
+    assert etl(new, "relocate").exit_code == 0
+    written = [p for p in new.rglob("*") if p not in before or p.suffix == ".avro"]
+    assert written and all(p.stat().st_mode & 0o077 == 0 for p in written), [oct(p.stat().st_mode) for p in written]

@@ -12,7 +12,8 @@ from stedi.config import Settings
 from stedi.errors import ConfigError, JobError
 from stedi.generate import generate
 from stedi.ingest import ingest
-from stedi.runner import load_jobs, run
+from stedi.jobs import load_jobs
+from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, customer, reading, step, write_landing
 
@@ -88,14 +89,14 @@ def test_rerunning_never_appends_duplicates(wh, monkeypatch):
         assert not before & set(wh.scan(table).collect()["customer_key"]), table
 
 
-def test_a_failing_job_changes_no_table(wh, monkeypatch):
+def test_a_failing_job_changes_no_table(wh, replace_job):
     run(wh, KEY)
     before = snapshots(wh)
 
     def broken(*frames):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(ml_job, "transform", broken)
+    replace_job(ml_job, transform=broken)
     with pytest.raises(JobError, match="boom"):
         run(wh, KEY, full_refresh=True)  # every job is stale
     assert snapshots(wh) == before
@@ -150,7 +151,7 @@ def test_output_rows_breaking_the_contract_are_quarantined_not_written():
     import polars as pl
 
     from stedi.contracts import contract
-    from stedi.runner import split_invalid
+    from stedi.quality import split_invalid
 
     frame = pl.DataFrame({"user": ["a@b.c", None], "timestamp": [1, None], "x": [1.0, 2.0], "y": [0.0, 0.0], "z": [0.0, 0.0]})
     good, bad = split_invalid(frame, contract("accelerometer_trusted"))

@@ -14,10 +14,12 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from stedi import locks
 from stedi.config import Settings
 from stedi.errors import ConfigError, StediError
 from stedi.ingest import ingest
-from stedi.runner import load_jobs, run
+from stedi.jobs import load_jobs
+from stedi.runner import run
 from stedi.warehouse import Change, Warehouse
 from tests.conftest import SAMPLE
 from tests.factories import KEY, customer, reading, write_landing
@@ -71,10 +73,10 @@ def test_a_writer_on_another_machine_holds_the_lock(tmp_path, catalog_uri):
 
     wh = Warehouse.open(Settings(warehouse=tmp_path / "wh", catalog_uri=catalog_uri))
     with psycopg.connect(catalog_uri.replace("+psycopg", ""), autocommit=True) as other:  # its own session
-        other.execute("SELECT pg_advisory_lock(%s)", (wh.lock_id,))
+        other.execute("SELECT pg_advisory_lock(%s)", (locks.lock_id(wh),))
         with pytest.raises(StediError, match="a writer on another machine holds its lock"), wh.lock("stedi-etl run", timeout=0.5):
             pass
-        other.execute("SELECT pg_advisory_unlock(%s)", (wh.lock_id,))
+        other.execute("SELECT pg_advisory_unlock(%s)", (locks.lock_id(wh),))
     with wh.lock("stedi-etl run", timeout=0.5):
         pass  # free again
 

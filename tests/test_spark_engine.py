@@ -23,7 +23,8 @@ from polars.testing import assert_frame_equal
 from stedi.config import Settings
 from stedi.generate import generate
 from stedi.ingest import ingest
-from stedi.runner import load_jobs, run
+from stedi.jobs import load_jobs
+from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY
 from tests.readers import assert_plain_iceberg_files, assert_readers_agree

@@ -101,3 +101,15 @@ def test_api_zones(root):
     assert stedi.table("customers_curated", root, zone="curated").collect().height > 0
     with pytest.raises(StediError, match="not in the curated zone"):
         stedi.table("customer_trusted", root, zone="curated")
+
+
+def test_raw_landing_copies_only_for_a_reader_who_asked_for_the_landing_zone(root):
+    raw = next((root / "landing").rglob("*.json"))
+    query = f"SELECT count(*) AS n FROM read_json_auto('{raw}')"
+    assert int(etl(root, "sql", "--zone", "landing", "--format", "csv", query).stdout.split()[1]) > 0
+    for zone in ("all", "trusted", "curated"):
+        result = etl(root, "sql", "--zone", zone, query)
+        assert result.exit_code == 1 and "refused" in result.stderr
+    for escape in (f"{root}/landing/../.stedi/pseudonym.key", f"{raw.parent}/../../.stedi/key.json"):
+        result = etl(root, "sql", "--zone", "landing", f"SELECT * FROM read_text('{escape}')")
+        assert result.exit_code == 1 and "refused" in result.stderr, escape

@@ -1,4 +1,4 @@
-"""``python -m stedi.cli``."""
+"""``python -m stedi.cli``: the same command line as ``stedi-etl``."""
 
 from stedi.cli import main
 

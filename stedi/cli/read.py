@@ -22,6 +22,11 @@ def _query_text(query: tuple[str, ...], file: str | None) -> str:
         return sys.stdin.read()
     if not query:
         raise StediError('no query: give one, e.g. stedi-etl sql "SELECT count(*) FROM customers_curated", or --file, or - for stdin')
+    import re
+
+    for word in query:  # a mistyped option, not a comment (a comment holds a space or a newline)
+        if re.fullmatch(r"--[A-Za-z][\w-]*(=\S*)?", word):
+            raise StediError(f"no such option: {word.split('=')[0]} (see stedi-etl sql --help)")
     return " ".join(query)
 
 
@@ -69,9 +74,9 @@ def sql(obj: _Context, query: tuple[str, ...], file: str | None, fmt: str, limit
       stedi-etl sql --zone curated "SHOW TABLES"
       stedi-etl sql --as-of run-20261123T101500-1a2b3c "SELECT count(*) FROM customer_trusted"
     """
-    from stedi.query import sql as run_sql
+    from stedi.query import run
 
-    result = run_sql(obj.settings, _query_text(query, file), as_of=as_of)
+    result = run(obj.settings, _query_text(query, file), as_of=as_of)
     if fmt == "csv":
         _write_csv(result)
     elif fmt == "json":
@@ -81,30 +86,49 @@ def sql(obj: _Context, query: tuple[str, ...], file: str | None, fmt: str, limit
 
 
 def _write_csv(result) -> None:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
+    """CSV with a header, as pyarrow writes it: text quoted, numbers, booleans and times bare, NULL
+    empty; lists and structs as JSON text."""
+    write = sys.stdout.write
+    write(",".join(_quoted(c) for c in result.columns) + "\n")
+    for row in result.rows:
+        write(",".join(_csv_cell(v) for v in row) + "\n")
+    sys.stdout.flush()
 
-    nested = [f.name for f in result.schema if pa.types.is_nested(f.type)]
-    if nested:  # CSV has no lists or structs: write them as JSON text
-        import pyarrow.compute as pc  # noqa: F401
 
-        for name in nested:
-            i = result.schema.get_field_index(name)
-            text = pa.array([None if v is None else json.dumps(v, default=str) for v in result[name].to_pylist()], pa.string())
-            result = result.set_column(i, name, text)
-    sink = sys.stdout.buffer
-    pacsv.write_csv(result, sink)
-    sink.flush()
+def _quoted(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _csv_cell(v) -> str:
+    from datetime import datetime
+
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v) if isinstance(v, float) else str(v)
+    if isinstance(v, datetime):
+        return f"{v:%Y-%m-%d %H:%M:%S.%f%z}"
+    if isinstance(v, list | dict | tuple):
+        return _quoted(json.dumps(v, default=str))
+    if isinstance(v, bytes | bytearray):
+        return _quoted(v.hex())
+    return _quoted(str(v)) if isinstance(v, str) else str(v)
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
 
 
 def _print_result(result, limit: int | None) -> None:
     import shutil
 
-    if limit is None:
-        limit = max(shutil.get_terminal_size().lines - 8, 5) if sys.stdout.isatty() else 0
-    shown = result if limit == 0 or result.num_rows <= limit else result.slice(0, limit)
-    _print_table(None, tuple(result.column_names), [tuple(r.values()) for r in shown.to_pylist()])
-    left = result.num_rows - shown.num_rows
+    if limit is None:  # a screenful on a terminal (the header, the note and the prompt fit too)
+        limit = max(shutil.get_terminal_size().lines - 8, 5) if _stdout_is_terminal() else 0
+    shown = result.rows if limit == 0 else result.rows[:limit]
+    _print_table(None, result.columns, shown)
+    left = result.num_rows - len(shown)
     note = f"{result.num_rows} row(s)" + (f"; {left} not shown (--limit N shows N, --limit 0 all)" if left else "")
     _console().print(note, markup=False)
 
@@ -215,7 +239,7 @@ def runs(obj: _Context, limit: int, run_id: str | None) -> None:
       stedi-etl runs
       stedi-etl runs --run run-20261123T101500-1a2b3c
     """
-    from stedi.query import sql as run_sql
+    from stedi.query import run as run_sql
 
     _system(obj, "run_log")
     if run_id is None:
@@ -286,7 +310,7 @@ def quarantine(obj: _Context, target: str | None, limit: int) -> None:
       stedi-etl quarantine --table accelerometer_trusted --limit 50
     """
     from stedi.contracts import contract, sql_literal
-    from stedi.query import sql as run_sql
+    from stedi.query import run as run_sql
 
     _system(obj, "quarantine")
     where = ""

@@ -130,7 +130,7 @@ def _run_jobs(
     spark_master: str | None = None,
 ) -> None:
     from stedi.errors import AuditError
-    from stedi.runner import load_jobs
+    from stedi.jobs import load_jobs
     from stedi.runner import run as run_jobs
 
     on = None
