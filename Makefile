@@ -12,7 +12,7 @@ READERS := .venv-readers
 WAREHOUSE ?= lakehouse
 REPORT  ?= report
 
-.PHONY: demo test bench sample clean
+.PHONY: demo test test-thorough test-quick bench sample clean
 
 $(UV):
 	@echo "==> creating the virtualenv $(VENV) with $$($(PYTHON) --version), and uv in it to install packages"
@@ -58,6 +58,14 @@ demo: $(PRODUCT)
 ## Run the whole test suite.
 test: $(DEV) $(READERS)/.installed
 	$(BIN)/python -m pytest
+
+## Every test, with four times the examples of every property (a nightly job, or before a release).
+test-thorough: $(DEV) $(READERS)/.installed
+	HYPOTHESIS_PROFILE=thorough $(BIN)/python -m pytest
+
+## A developer's loop: everything but the slow tests (many processes, Spark, clusters).
+test-quick: $(DEV)
+	$(BIN)/python -m pytest -m 'not slow and not spark' -x -q
 
 ## Time ingest + run at 1x, 10x and 100x the starter volume; rewrites BENCHMARKS.md.
 ## BENCH_ARGS passes options, e.g. make bench BENCH_ARGS="--scales 1 10 --no-spark".

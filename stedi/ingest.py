@@ -179,7 +179,9 @@ class _File:
     received_name: str | None = None  # the name to keep, when not the one received
 
 
-def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> IngestSummary:
+def ingest(
+    wh: Warehouse, source: str, key: bytes | Keys | None = None, *, progress: Callable[[str, int, int], None] | None = None
+) -> IngestSummary:
     """Ingest every raw file under ``source`` that the warehouse has not seen before.
 
     All or nothing: the landing tables, the quarantine and the manifest are committed together at
@@ -191,12 +193,13 @@ def ingest(wh: Warehouse, source: str, key: bytes | Keys | None = None) -> Inges
 
     Files are read once each, on a thread per core (hashing, writing and Arrow's parser release the
     GIL), and stream into the landing tables' Parquet files as they are parsed, so memory stays
-    bounded by a few files whatever the size of the batch.
+    bounded by a few files whatever the size of the batch. ``progress(file, done, total)`` is told
+    of each file as it is taken.
     """
     found, skipped = discover(source)
     with wh.lock("stedi-etl ingest"):
         maintenance.remove_orphan_copies(wh)  # left by an ingest that was killed before it committed
-        return _ingest(wh, found, skipped, key)
+        return _ingest(wh, found, skipped, key, progress or (lambda file, done, total: None))
 
 
 def ingest_files(
@@ -206,7 +209,7 @@ def ingest_files(
     ``stedi-etl watch`` takes in one micro-batch. ``stamps`` are stamped on the snapshots written."""
     with wh.lock("stedi-etl ingest"):
         maintenance.remove_orphan_copies(wh)
-        return _ingest(wh, found, [], key, stamps)
+        return _ingest(wh, found, [], key, lambda file, done, total: None, stamps)
 
 
 def _ingest(
@@ -214,6 +217,7 @@ def _ingest(
     found: list[tuple[str, RawFile]],
     skipped: list[FileResult],
     key: bytes | Keys | None,
+    progress: Callable[[str, int, int], None],
     stamps: dict[str, str] | None = None,
 ) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
@@ -230,6 +234,7 @@ def _ingest(
     tables = sources()
     # stored names: the batch, then the file in the order of the names delivered (discover sorts them)
     stored_names = {id(path): f"{number:08d}-{i:06d}" for i, (_, path) in enumerate(found, start=1)}
+    done = 0  # files taken so far, for progress
 
     def load(item: tuple[str, RawFile]) -> _File:
         name, path = item
@@ -255,7 +260,10 @@ def _ingest(
 
     def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
         """The good rows of each new file, in order; records skips, quarantine and manifest rows."""
+        nonlocal done
         for f in files:
+            done += 1
+            progress(f.path.name, done, len(found))
             if f.sha256 in known:  # ingested before, or earlier in this batch under another name
                 batch.files.append(FileResult(f.path.name, f.source, "skipped", f"already ingested as {known[f.sha256]}"))
                 if f.parsed is not None:  # a twin within this batch: its copy is not needed

@@ -21,7 +21,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,22 +39,28 @@ LOCK_OBJECT = ".stedi/writer.lock"
 
 
 @contextlib.contextmanager
-def file_lock(path: os.PathLike | str, what: str, deadline: float, busy: str) -> Iterator[None]:
+def file_lock(
+    path: os.PathLike | str, what: str, deadline: float, busy: str, waiting: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Hold the kernel's lock (``flock``) on ``path``, which names its holder (``what``) meanwhile:
-    a killed process releases it. Waits until ``deadline`` (``time.monotonic``); past it, raise
-    ``busy`` with ``{holder}`` filled in."""
+    a killed process releases it. Waits until ``deadline`` (``time.monotonic``), telling
+    ``waiting(holder)`` once that it waits; past it, raise ``busy`` with ``{holder}`` filled in."""
     import fcntl
 
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        told = False
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stedi-etl command"
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another stedi-etl command"
                     raise StediError(busy.replace("{holder}", holder)) from None
+                if waiting is not None and not told:
+                    waiting(holder)
+                    told = True
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what}, pid {os.getpid()}".encode(), 0)
@@ -257,7 +263,7 @@ def hold(wh: Warehouse, what: str, timeout: float) -> Iterator[None]:
     deadline = time.monotonic() + timeout
     busy = f"the warehouse {wh.location} is busy ({{holder}}); waited {timeout:.0f}s, try again when it is done"
     with (
-        file_lock(lock_file(wh), what, deadline, busy),
+        file_lock(lock_file(wh), what, deadline, busy, wh.on_wait),
         catalog_lock(wh, what, deadline),
         contextlib.nullcontext() if wh.files.remote else at_rest.private(wh.root, wh.settings.group),
     ):

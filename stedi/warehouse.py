@@ -131,6 +131,7 @@ class Warehouse:
         self._tables: dict[str, Table] = {}  # pyiceberg refreshes a Table in place when it commits
         self._holding: str | None = None  # what holds the writers' lock in this process, if anything
         self._lease: BucketLock | None = None  # the bucket's lock, held with a Glue catalog
+        self.on_wait: Callable[[str], None] | None = None  # told who holds the writers' lock, when a command waits for it
 
     @classmethod
     def open(cls, settings: Settings, read_only: bool = False) -> Warehouse:

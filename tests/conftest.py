@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import tests.profiles  # noqa: F401  (the hypothesis profile: fast unless HYPOTHESIS_PROFILE=thorough)
 from stedi.config import ENV_VARS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
 from stedi.config import Settings
 from stedi.contracts import load_contracts
@@ -28,6 +27,8 @@ from stedi.journal import JOURNAL
 from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY
+from tests.tables import assert_same as same
+from tests.tables import tables as table_set
 
 ENV = {**os.environ, "STEDI_PSEUDONYM_KEY": KEY.decode(), "ARROW_DEFAULT_MEMORY_POOL": "system"}
 # Columns that say when something happened, or in which batch: they differ between any two runs.
@@ -70,8 +71,8 @@ RUN_POINTS = [
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 1),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 3),
     ("pyiceberg.table", "Transaction.commit_transaction", "after", 5),
-    ("stedi.runner", "split_invalid", "after", 2),  # between jobs: some outputs computed and staged
-    ("stedi.runner", "split_invalid", "after", 6),  # every job done, nothing committed
+    ("stedi.quality", "split_invalid", "after", 2),  # between jobs: some outputs computed and staged
+    ("stedi.quality", "split_invalid", "after", 6),  # every job done, nothing committed
 ]
 
 
@@ -91,22 +92,12 @@ def reference(tmp_path_factory, source):
 
 
 def tables(wh: Warehouse) -> dict[str, pl.DataFrame]:
-    out = {}
-    for name in load_contracts():
-        if name in ("erasure_log", "suppression_list", "run_log"):  # about runs, not data
-            continue
-        frame = wh.scan(name).collect()
-        frame = frame.drop([c for c in WHEN if c in frame.columns])
-        out[name] = frame.sort(frame.columns)
-    return out
+    """Every table of the data, canonical (not erasure_log, suppression_list, run_log: about runs)."""
+    return table_set(wh, [n for n in load_contracts() if n not in ("erasure_log", "suppression_list", "run_log")], WHEN)
 
 
 def assert_same(got: dict[str, pl.DataFrame], expected: dict[str, pl.DataFrame]) -> None:
-    for name, frame in expected.items():
-        try:
-            assert_frame_equal(got[name], frame)
-        except AssertionError as err:
-            raise AssertionError(f"{name} differs from an uninterrupted run: {err}") from None
+    same(got, expected, "differs from an uninterrupted run")
 
 
 def _cli(root: Path, *args: str) -> list[str]:

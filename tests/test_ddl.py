@@ -76,9 +76,16 @@ def test_timestamps_are_what_the_dialect_creates(dialect):
             assert other not in statement.upper()
 
 
-def test_spark_ddl_parses():
-    for statement in statements(ddl("spark", "/data/stedi")).values():
-        assert sqlglot.parse_one(statement, dialect="spark") is not None
+def test_spark_ddl_parses_into_each_contracts_table_and_columns():
+    from sqlglot import exp
+
+    for name, statement in statements(ddl("spark", "/data/stedi")).items():
+        tree = sqlglot.parse_one(statement, dialect="spark")
+        assert isinstance(tree, exp.Create) and tree.find(exp.Table).name == name, name
+        columns = [d.name for d in tree.find_all(exp.ColumnDef)]
+        c = load_contracts()[name]
+        # a landing table is declared over the raw JSON files: their fields, not stedi's lineage columns
+        assert columns == ([col.name for col in c.raw_columns] if c.zone == "landing" else c.column_names), name
 
 
 def test_duckdb_ddl_runs_and_its_landing_views_read_the_landing_files(tmp_path):

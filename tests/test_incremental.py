@@ -20,7 +20,6 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from polars.testing import assert_frame_equal
 
 from stedi import incremental
 from stedi.config import CONSENT_SCOPES, Settings
@@ -30,7 +29,10 @@ from stedi.ingest import ingest
 from stedi.jobs import load_jobs
 from stedi.runner import run
 from stedi.warehouse import Warehouse
+from tests import tables
 from tests.factories import KEY, T0, customer, reading, step, write_landing
+from tests.profiles import examples
+from tests.tables import assert_same_table
 
 OUTPUTS = [job.output for job in load_jobs()]
 LINEAGE = ("recorded_at", "source_file", "line_number")
@@ -65,7 +67,7 @@ def always_incremental(monkeypatch):
     monkeypatch.setattr(incremental, "REBUILD_SHARE", 1.0)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(batches=batches, scope=st.sampled_from(CONSENT_SCOPES))
 def test_incremental_runs_equal_a_full_refresh(always_incremental, batches, scope):
     with tempfile.TemporaryDirectory(prefix="stedi-incremental-") as tmp:
@@ -93,15 +95,11 @@ def assert_equal_to_scratch(wh: Warehouse, scope: str) -> None:
 
 
 def assert_same(name: str, got: pl.DataFrame, expected: pl.DataFrame) -> None:
-    try:
-        assert_frame_equal(got, expected)
-    except AssertionError as err:
-        raise AssertionError(f"{name}: {err}\n{got}\n{expected}") from None
+    assert_same_table(name, got, expected)
 
 
 def canonical(frame: pl.DataFrame) -> pl.DataFrame:
-    frame = frame.drop([c for c in LINEAGE if c in frame.columns])
-    return frame.sort(frame.columns)
+    return tables.canonical(frame, LINEAGE)
 
 
 def test_a_plain_run_after_new_rows_is_incremental_and_says_so(tmp_path, always_incremental):

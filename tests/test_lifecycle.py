@@ -31,6 +31,7 @@ from stedi.rotation import rotate_key
 from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY, T0, customer, reading, step, warehouse_mentions, write_landing
+from tests.profiles import examples
 
 OUTPUTS = [job.output for job in load_jobs()]
 LINEAGE = ("recorded_at", "source_file", "line_number")  # when and where a record was ingested
@@ -215,6 +216,6 @@ def _canonical(wh: Warehouse, name: str) -> pl.DataFrame:
 
 
 Lifecycle.TestCase.settings = settings(
-    max_examples=10, stateful_step_count=6, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=examples(10), stateful_step_count=6, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestLifecycle = Lifecycle.TestCase

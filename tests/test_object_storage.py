@@ -15,7 +15,6 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from polars.testing import assert_frame_equal
 
 import stedi
 from stedi.cli import cli
@@ -26,10 +25,10 @@ from stedi.warehouse import Warehouse
 from tests.conftest import SAMPLE
 from tests.factories import KEY as FACTORY_KEY
 from tests.s3 import Relay, moto_server
+from tests.tables import assert_same, tables
 
 KEY = FACTORY_KEY.decode()
 # Lineage that differs between two ingests of the same files (when, not what).
-WHEN = ("recorded_at", "_ingested_at", "ingested_at", "batch_id", "run_id", "quarantined_at", "rewritten_at", "suppressed_at", "erasure_id")
 TABLES = sorted(n for n in load_contracts() if n not in ("run_log", "erasure_log"))
 OUTPUTS = sorted(n for n, c in load_contracts().items() if c.zone in ("trusted", "curated"))
 
@@ -89,24 +88,9 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-def canonical(wh: Warehouse, name: str) -> pl.DataFrame:
-    frame = wh.scan(name).collect()
-    frame = frame.drop([c for c in WHEN if c in frame.columns])
-    return frame.sort(frame.columns)
-
-
 def state(warehouse: str, catalog: str | None, names=TABLES) -> dict[str, pl.DataFrame]:
     wh = Warehouse.open(Settings(warehouse=warehouse, catalog_uri=catalog))
-    return {name: canonical(wh, name) for name in names}
-
-
-def assert_same(got: dict[str, pl.DataFrame], want: dict[str, pl.DataFrame]) -> None:
-    assert set(got) == set(want)
-    for name in want:
-        try:
-            assert_frame_equal(got[name], want[name])
-        except AssertionError as err:
-            raise AssertionError(f"{name}: {err}") from None
+    return tables(wh, names)
 
 
 def second_batch(root: Path) -> Path:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from stedi.contracts import contract
 from stedi.privacy import DIRECT_IDENTIFIERS, customer_key
 from tests.factories import KEY, T0, customer, reading, run_jobs, step
+from tests.profiles import examples
 
 CURATED = ("customers_curated", "machine_learning_curated")
 TRUSTED = ("customer_trusted", "accelerometer_trusted", "step_trainer_trusted")
@@ -58,7 +59,7 @@ def populations(draw):
     return people, records, readings, steps, consenting
 
 
-common = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+common = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @common

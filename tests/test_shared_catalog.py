@@ -23,16 +23,14 @@ from stedi.runner import run
 from stedi.warehouse import Change, Warehouse
 from tests.conftest import SAMPLE
 from tests.factories import KEY, customer, reading, write_landing
+from tests.tables import LINEAGE, table
 
 pytest.importorskip("psycopg")
 OUTPUTS = [job.output for job in load_jobs()]
-LINEAGE = ("recorded_at", "source_file", "line_number", "_ingested_at", "_source_file")
 
 
 def canonical(wh: Warehouse, name: str) -> pl.DataFrame:
-    frame = wh.scan(name).collect()
-    frame = frame.drop([c for c in LINEAGE if c in frame.columns])
-    return frame.sort(frame.columns)
+    return table(wh, name, LINEAGE)
 
 
 def test_the_pipeline_with_a_postgresql_catalog_gives_the_same_tables(tmp_path, catalog_uri):

@@ -29,6 +29,7 @@ from stedi.warehouse import Warehouse
 from tests.factories import KEY
 from tests.readers import assert_plain_iceberg_files, assert_readers_agree
 from tests.s3 import Relay, moto_server
+from tests.tables import table
 
 pytestmark = pytest.mark.spark
 pytest.importorskip("pyspark")
@@ -40,8 +41,7 @@ KEY_TEXT = KEY.decode()
 
 
 def canonical(wh: Warehouse, name: str) -> pl.DataFrame:
-    frame = wh.scan(name).collect().drop("recorded_at", strict=False)  # when each warehouse ingested
-    return frame.sort(frame.columns)
+    return table(wh, name, ("recorded_at",))  # when each warehouse ingested
 
 
 def cli(warehouse: Path | str, *args: str, catalog: str | None = None) -> subprocess.CompletedProcess:

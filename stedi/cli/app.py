@@ -64,6 +64,8 @@ class _Context:
             from stedi.warehouse import Warehouse
 
             self._wh = Warehouse.open(self.settings)
+            where = self._wh.location
+            self._wh.on_wait = lambda holder: click.echo(f"waiting for the writers' lock of {where}: held by {holder}", err=True)
         return self._wh
 
     @property

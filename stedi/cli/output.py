@@ -31,6 +31,24 @@ def _is_terminal() -> bool:
 
 
 @contextlib.contextmanager
+def _file_progress():
+    """A progress bar on stderr over the files an ingest takes, only on a terminal; yields ingest's callback."""
+    if not _is_terminal():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("ingest", total=None)
+
+        def notify(file: str, done: int, total: int) -> None:
+            bar.update(task, description=f"ingest {file}", completed=done, total=total)
+
+        yield notify
+
+
+@contextlib.contextmanager
 def _progress(total: int):
     """A progress bar on stderr over the jobs, only on a terminal; yields the runner's callback."""
     if not _is_terminal():

@@ -7,7 +7,7 @@ import sys
 import click
 
 from stedi.cli.app import _Context, _fail_cleanly, cli
-from stedi.cli.output import _console, _fail_on, _is_terminal, _print_table, _progress
+from stedi.cli.output import _console, _fail_on, _file_progress, _is_terminal, _print_table, _progress
 from stedi.config import CONSENT_SCOPES
 from stedi.errors import StediError, first_line
 
@@ -35,7 +35,8 @@ def ingest(obj: _Context, source: str, then_run: bool) -> None:
     from stedi.ingest import ingest as run_ingest
 
     with obj.warehouse.lock("stedi-etl ingest --run" if then_run else "stedi-etl ingest"):  # one hold for both steps
-        summary = run_ingest(obj.warehouse, source, obj.keys(create=True))
+        with _file_progress() as progress:
+            summary = run_ingest(obj.warehouse, source, obj.keys(create=True), progress=progress)
         _print_ingest(summary)
         if then_run:
             _run_jobs(obj)
