@@ -249,7 +249,7 @@ def state_digest(wh: Warehouse, keys: Keys | bytes) -> str:
     key and the audit's own code. Equal digests, equal audit results."""
     keys = wh.keys(keys)
     parts = [f"key {keys.key_id}", wh.settings.consent_scope, _code_digest()]
-    parts += [f"{name}@{wh.info(name).snapshot_id}" for name in sorted(load_contracts()) if name not in NOT_AUDITED]
+    parts += [f"{name}@{wh.content_id(name)}" for name in sorted(load_contracts()) if name not in NOT_AUDITED]
     parts += [f"{rel}:{size}" for rel, size in sorted(wh.files.sizes("landing").items())]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
@@ -260,7 +260,7 @@ def outputs_digest(wh: Warehouse, keys: Keys | bytes) -> str:
     keys = wh.keys(keys)
     contracts = load_contracts()
     names = sorted(n for n, c in contracts.items() if c.zone in ("trusted", "curated")) + ["suppression_list"]
-    parts = [f"key {keys.key_id}", wh.settings.consent_scope, _code_digest(), *(f"{n}@{wh.info(n).snapshot_id}" for n in names)]
+    parts = [f"key {keys.key_id}", wh.settings.consent_scope, _code_digest(), *(f"{n}@{wh.content_id(n)}" for n in names)]
     return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
 
 

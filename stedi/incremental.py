@@ -167,7 +167,7 @@ def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
 def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, str]:
     """The ``stedi.read`` snapshot property a run stamps on each output: landing snapshots read."""
     return {
-        job.output: json.dumps({n: wh.info(n).snapshot_id for n in names}, sort_keys=True)
+        job.output: json.dumps({n: wh.content_id(n) for n in names}, sort_keys=True)
         for job, names in zip(jobs, landing_inputs(jobs).values(), strict=True)
     }
 
@@ -211,7 +211,8 @@ def plan(wh: Warehouse, jobs: list[Job], keys: Keys, params: Mapping[str, str]) 
     records_now = wh.scan("customer_landing").collect()
     records = [_records(records_now.lazy())]  # customer records now, and before if others
     if customers and base["customer_landing"] is not None:
-        records.append(_records(pl.scan_iceberg(landing, snapshot_id=base["customer_landing"])))
+        before = wh.snapshot_holding("customer_landing", base["customer_landing"])  # compacted since, maybe
+        records.append(_records(pl.scan_iceberg(landing, snapshot_id=before)))
 
     def latest(emails: set[str]) -> pl.DataFrame:
         """The latest record (email, serialNumber, consents), now and before, of these customers."""
@@ -278,19 +279,28 @@ def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | Non
     since then only appended (``forget`` rewrites files; a rebuild is needed then)."""
     import polars as pl
 
+    from stedi.warehouse import compacted_from
+
     table = wh.table(name)
     snapshot = table.current_snapshot()
-    if snapshot is None or snapshot.snapshot_id == since:
-        return pl.from_arrow(contract(name).arrow_schema().empty_table()).lazy()
+    start = since  # the snapshot after which the new rows were added
     while snapshot is not None and snapshot.snapshot_id != since:
+        if compacted_from(snapshot):  # files rewritten, rows kept: new rows are those added after it
+            if since not in compacted_from(snapshot):
+                return None
+            start = snapshot.snapshot_id
+            break
         if snapshot.summary is None or snapshot.summary.operation.value != "append":
             return None
         snapshot = table.snapshot_by_id(snapshot.parent_snapshot_id) if snapshot.parent_snapshot_id else None
     if snapshot is None and since is not None:
         return None  # ``since`` is not an ancestor: the table was rolled back or rewritten
-    if since is None:
+    current = table.current_snapshot()
+    if current is None or current.snapshot_id == start:
+        return pl.from_arrow(contract(name).arrow_schema().empty_table()).lazy()
+    if start is None:
         return wh.scan(name)
-    return pl.scan_iceberg(table, from_snapshot_id_exclusive=since)
+    return pl.scan_iceberg(table, from_snapshot_id_exclusive=start)
 
 
 def _records(landing: pl.LazyFrame) -> pl.DataFrame:

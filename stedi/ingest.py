@@ -202,12 +202,23 @@ def ingest(
         return _ingest(wh, found, skipped, key, progress or (lambda file, done, total: None))
 
 
+def ingest_files(
+    wh: Warehouse, found: list[tuple[str, RawFile]], key: bytes | Keys | None = None, stamps: dict[str, str] | None = None
+) -> IngestSummary:
+    """:func:`ingest` of the files given (source name, file), as :func:`discover` lists them: what
+    ``stedi-etl watch`` takes in one micro-batch. ``stamps`` are stamped on the snapshots written."""
+    with wh.lock("stedi-etl ingest"):
+        maintenance.remove_orphan_copies(wh)
+        return _ingest(wh, found, [], key, lambda file, done, total: None, stamps)
+
+
 def _ingest(
     wh: Warehouse,
     found: list[tuple[str, RawFile]],
     skipped: list[FileResult],
     key: bytes | Keys | None,
     progress: Callable[[str, int, int], None],
+    stamps: dict[str, str] | None = None,
 ) -> IngestSummary:
     batch = IngestSummary(batch_id=f"ingest-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}")
     batch.files.extend(skipped)
@@ -216,7 +227,7 @@ def _ingest(
     at_start = frozenset(known)
     number = _batch_number(wh)
     now = datetime.now(UTC).replace(microsecond=0)
-    props = {properties.BATCH_ID: batch.batch_id}
+    props = {**(stamps or {}), properties.BATCH_ID: batch.batch_id}
     copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []

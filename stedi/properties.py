@@ -40,8 +40,21 @@ ENGINE = "stedi.engine"
 READ = "stedi.read"
 CODE = "stedi.code"
 
+#: ``stedi-etl watch`` (:mod:`stedi.watch`): when the micro-batch's oldest file was complete in the
+#: source (epoch ms), on every snapshot the batch wrote.
+ARRIVED = "stedi.arrived-at-ms"
+#: A compaction (:mod:`stedi.compaction`: files rewritten, rows kept): JSON [snapshot ids whose rows
+#: it holds], the last snapshot before it that no run wrote ("" if none), and when the rows it holds
+#: were written (epoch ms: their last change, for freshness).
+COMPACTED = "stedi.compacted-from"
+NOT_BY_A_RUN = "stedi.not-by-a-run"
+DATA_AT = "stedi.data-at-ms"
+
 #: Every property above: what a snapshot written by stedi may carry.
-ALL = (RUN_ID, BATCH_ID, ERASURE_ID, JOB, FINGERPRINT, INPUTS, CONSENT_SCOPE, OUT_OF_SCOPE, UNATTRIBUTABLE, UNCERTAIN, RULES, ENGINE, READ, CODE)
+ALL = (
+    RUN_ID, BATCH_ID, ERASURE_ID, JOB, FINGERPRINT, INPUTS, CONSENT_SCOPE, OUT_OF_SCOPE, UNATTRIBUTABLE, UNCERTAIN, RULES, ENGINE, READ,
+    CODE, ARRIVED, COMPACTED, NOT_BY_A_RUN, DATA_AT,
+)
 
 
 def run_properties(

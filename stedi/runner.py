@@ -93,7 +93,7 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, keys: Keys, params: Mapping[st
         parts = [job.code_hash, *(f"{p}={params[p]}" for p in job.parameters)]
         for name in job.inputs:
             if name not in prints:
-                prints[name] = f"{name}@{wh.info(name).snapshot_id or 'empty'}"
+                prints[name] = f"{name}@{wh.content_id(name) or 'empty'}"
             parts.append(prints[name])
         prints[job.output] = hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
     return prints
@@ -108,9 +108,11 @@ def run(
     full_refresh: bool = False,
     consent_scope: str | None = None,
     audit: bool = True,
+    stamps: Mapping[str, str] | None = None,
 ) -> RunSummary:
     """Run every job of ``pipelines/`` against the warehouse, all or nothing; skip the unchanged
-    unless ``full_refresh``. ``consent_scope`` defaults to the warehouse's setting. One writer at a
+    unless ``full_refresh``. ``stamps``: properties stamped on every output snapshot besides the
+    run's own (``stedi-etl watch``: when the micro-batch's files arrived). ``consent_scope`` defaults to the warehouse's setting. One writer at a
     time: a run waits for the warehouse's lock. The run ends with the audit of :mod:`stedi.audit`,
     over what it is about to commit: a violation raises :class:`~stedi.errors.AuditError` and
     nothing is committed."""
@@ -119,7 +121,7 @@ def run(
         consenting = wh.table(retention.CONSENTING).current_snapshot()
         try:
             keys = wh.keys(key, create=True)
-            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit)
+            summary = _run(wh, keys, engine, progress, full_refresh, consent_scope, audit, stamps or {})
         except StediError as err:
             run_log.log_failed(wh, started_at, consent_scope or wh.settings.consent_scope, err)
             raise
@@ -160,6 +162,7 @@ def _run(
     full_refresh: bool,
     consent_scope: str | None,
     audit: bool,
+    stamps: Mapping[str, str] = {},  # noqa: B006 — read only
 ) -> RunSummary:
     started = time.perf_counter()
     loading = _load_libraries("pyiceberg.io.pyarrow")
@@ -185,7 +188,7 @@ def _run(
     if not stale:
         results = {}
     else:
-        results = _run_stale(_Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit), plan)
+        results = _run_stale(_Stale(wh, stale, keys, engine, prints, params, summary.run_id, notify, audit, stamps), plan)
     for job in jobs:
         if job.output not in results:
             rows_in, rows_out = wh.info(job.inputs[0]).rows, wh.info(job.output).rows
@@ -224,6 +227,7 @@ class _Stale:
     run_id: str
     notify: Callable[[str, str], None]
     audit: bool
+    stamps: Mapping[str, str] = field(default_factory=dict)  # stamped besides the run's own
 
 
 def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, JobResult]:
@@ -255,7 +259,7 @@ def _run_stale(step: _Stale, plan: incremental.Plan | None = None) -> dict[str, 
         good, bad, rules = out.check(job, frame)
         if bad.height:
             set_aside.append(bad.with_columns(target_table=pl.lit(job.output)))
-        props = _props(job, step.run_id, step.prints, params, keys, reads, dropped, rules, out.engine_name)
+        props = {**step.stamps, **_props(job, step.run_id, step.prints, params, keys, reads, dropped, rules, out.engine_name)}
         staging = out.stage(job, good, props, remove)
         pending[job.output] = staging.pending
         primary = job.inputs[0]

@@ -65,6 +65,18 @@ TABLE_PROPERTIES = {
 #: How long a command waits for another one writing to the same warehouse, by default.
 LOCK_TIMEOUT_S = 600.0
 
+#: Snapshot properties of a compaction (:mod:`stedi.compaction`), which rewrites files, not rows: the
+#: snapshots whose rows it holds (JSON list, the one it compacted first, then those that one only
+#: added a run's own rows to), and the last snapshot before it that no run wrote ("" if none).
+COMPACTED = properties.COMPACTED
+NOT_BY_A_RUN = properties.NOT_BY_A_RUN
+
+
+def compacted_from(snapshot) -> list[int]:
+    """The snapshots whose rows a compaction snapshot holds; empty for any other snapshot."""
+    props = snapshot.summary.additional_properties if snapshot is not None and snapshot.summary else {}
+    return json.loads(props[COMPACTED]) if COMPACTED in props else []
+
 
 def table_properties(c: Contract) -> dict[str, str]:
     """The properties a table is created with (and brought up to): physical settings, the contract's
@@ -284,9 +296,32 @@ class Warehouse:
         ingest, a forget): a run's own appends (the quarantine's rule rows) are passed over."""
         table = self.table(name)
         snap = table.current_snapshot()
-        while snap is not None and snap.summary is not None and properties.RUN_ID in snap.summary.additional_properties:
+        while snap is not None and snap.summary is not None:
+            props = snap.summary.additional_properties
+            if COMPACTED in props:  # a compaction stands for the rows before it
+                return int(props[NOT_BY_A_RUN] or 0) or None
+            if properties.RUN_ID not in props:
+                break
             snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
         return snap.snapshot_id if snap else None
+
+    def content_id(self, name: str) -> int | None:
+        """The snapshot whose rows table ``name`` holds now: the current one, or the one a compaction
+        rewrote (same rows, other files). What runs and audits compare to know whether a table changed."""
+        snap = self.table(name).current_snapshot()
+        ids = compacted_from(snap)
+        return ids[0] if ids else (snap.snapshot_id if snap else None)
+
+    def snapshot_holding(self, name: str, content_id: int) -> int:
+        """A snapshot of table ``name`` to read the rows of snapshot ``content_id`` from: itself, or the
+        compaction of it (whose parent may have been expired)."""
+        table = self.table(name)
+        snap = table.current_snapshot()
+        while snap is not None:
+            if snap.snapshot_id == content_id or content_id in compacted_from(snap):
+                return snap.snapshot_id
+            snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+        return content_id
 
     def suppressed(self) -> dict[str, frozenset[str]]:
         """The keyed hashes on the suppression list (people erased by forget), by kind:

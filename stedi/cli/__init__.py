@@ -1,16 +1,16 @@
 """``stedi-etl``: the command line. A thin shell over the library, one module per group of commands:
 :mod:`~stedi.cli.write` (ingest, run, forget, rotate-key), :mod:`~stedi.cli.read` (sql, tables, runs,
 quarantine, audit), :mod:`~stedi.cli.look` (shell, describe, history), :mod:`~stedi.cli.admin` (init,
-repair, relocate), :mod:`~stedi.cli.tools` (ddl, generate), :mod:`~stedi.cli.report` (report);
-:mod:`~stedi.cli.app` holds the group and the options every command takes (``--warehouse``,
-``--catalog-uri`` after its name too).
+repair, relocate), :mod:`~stedi.cli.tools` (ddl, generate), :mod:`~stedi.cli.report` (report),
+:mod:`~stedi.cli.watch` (watch, maintain); :mod:`~stedi.cli.app` holds the group and the options
+every command takes (``--warehouse``, ``--catalog-uri`` after its name too).
 """
 
 from __future__ import annotations
 
 import os
 
-from stedi.cli import admin, look, read, report, tools, write  # noqa: F401  (each registers its commands on the group)
+from stedi.cli import admin, look, read, report, tools, watch, write  # noqa: F401  (each registers its commands on the group)
 from stedi.cli.app import add_warehouse_options, cli
 
 add_warehouse_options(cli)

@@ -135,50 +135,75 @@ def _print_result(result, limit: int | None) -> None:
 
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--max-delay",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Exit 1 if a curated table is staler: its last update older than SECONDS, unless a watch "
+    "(`stedi-etl watch`) brought it its last files within SECONDS of their arrival. For monitoring.",
+)
 @zone_options
 @warehouse_options
 @click.pass_obj
 @_fail_cleanly
-def tables(obj: _Context, fmt: str) -> None:
-    """List every table you may see with its zone, row count and last update.
+def tables(obj: _Context, fmt: str, max_delay: float | None) -> None:
+    """List every table you may see with its zone, row count, last update and the delay of its last
+    micro-batch (`stedi-etl watch`: from its oldest file being complete to its rows committed).
 
     \b
-    Example:
+    Examples:
       stedi-etl tables
+      stedi-etl tables --max-delay 60   # exit 1 when the curated tables are staler
     """
     from stedi.contracts import ZONES
+    from stedi.watch import freshness_of, stale
     from stedi.zones import visible
 
     lake = obj.lake()
     lake.check_exists()
     names = visible(obj.settings.zone, obj.settings.tables)
     states = sorted((lake.state(n) for n in names), key=lambda s: (ZONES.index(s.zone), s.name))
+    fresh = {s.name: freshness_of(s.name, s.snapshot.summary, s.snapshot.timestamp_ms) for s in states if s.snapshot}
     if fmt == "json":
         rows = [
             {
                 "table": s.name,
                 "zone": s.zone,
                 "rows": s.snapshot.rows if s.snapshot else 0,
-                "updated_at": _iso(s.snapshot.timestamp_ms) if s.snapshot else None,
+                "updated_at": fresh[s.name].updated_at.isoformat() if s.name in fresh else None,
+                "delay_seconds": fresh[s.name].delay if s.name in fresh else None,
                 "problem": s.problem,
             }
             for s in states
         ]
         click.echo(json.dumps(rows))
-        return
-    _print_table(
-        None,
-        ("table", "zone", "rows", "last update"),
-        [
-            (s.name, s.zone, s.snapshot.rows if s.snapshot else 0, _when(s.snapshot.timestamp_ms) if s.snapshot else "never")
-            if s.problem is None
-            else (s.name, s.zone, None, "unreadable")
-            for s in states
-        ],
-    )
+    else:
+        _print_table(
+            None,
+            ("table", "zone", "rows", "last update", "delay"),
+            [
+                (
+                    s.name,
+                    s.zone,
+                    s.snapshot.rows if s.snapshot else 0,
+                    f"{fresh[s.name].updated_at:%Y-%m-%d %H:%M:%S} UTC" if s.name in fresh else "never",
+                    f"{fresh[s.name].delay:.2f}s" if s.name in fresh and fresh[s.name].delay is not None else "",
+                )
+                if s.problem is None
+                else (s.name, s.zone, None, "unreadable", "")
+                for s in states
+            ],
+        )
     bad = [s for s in states if s.problem]
     if bad:
         raise StediError(f"{len(bad)} table(s) cannot be read: " + "; ".join(s.problem for s in bad))
+    if max_delay is not None:
+        from stedi.watch import Freshness
+
+        late = stale([fresh.get(s.name, Freshness(s.name, None, None)) for s in states if s.zone == "curated"], max_delay)
+        if late:
+            raise StediError(f"stale beyond {max_delay:g}s: " + "; ".join(late))
 
 
 def _iso(ms: int) -> str:

@@ -1,0 +1,158 @@
+"""Compaction: a table's small data files rewritten into few large ones, rows kept exactly.
+
+Every micro-batch of ``stedi-etl watch`` appends a small file (and a manifest) to the tables it
+touches; after hours of them a scan opens thousands of files. :func:`compact` reads a table's
+small files and writes their rows again as files of the table's target size, in one Iceberg
+``overwrite`` snapshot that deletes the small files and adds the new ones (pyiceberg 0.12 has no
+``rewrite_data_files`` action; its snapshot producer does the same with ``delete_data_file`` and
+``append_data_file``). The snapshot keeps the current snapshot's properties (a run's fingerprint
+and what it read) and says which snapshot's rows it holds (:data:`stedi.warehouse.COMPACTED`), so
+that runs stay incremental and audits need not start over: the rows did not change.
+
+:func:`maintain` compacts every table and then expires the snapshots before (with their files,
+:func:`stedi.maintenance.expire_all_older`), so that the metadata stays
+bounded too. Both hold the writers' lock.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stedi import maintenance, properties
+from stedi.contracts import load_contracts
+from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from
+
+if TYPE_CHECKING:
+    from pyiceberg.table import Snapshot
+
+#: A data file smaller than this (on disk) is worth rewriting with others.
+SMALL_FILE_BYTES = 8 * 1024 * 1024
+#: Compact a table once it has at least this many small files.
+MIN_SMALL_FILES = 2
+#: When the snapshot compacted was written (epoch ms): the rows' last change, for freshness.
+DATA_AT = properties.DATA_AT
+#: How many snapshots back a compaction lists (those that only added a run's rows).
+_MAX_LISTED = 100
+
+
+@dataclass(frozen=True)
+class Compacted:
+    table: str
+    files_before: int  # small files rewritten
+    files_after: int  # files they became
+    rows: int
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass
+class MaintenanceSummary:
+    compacted: list[Compacted] = field(default_factory=list)
+    files_deleted: int = 0  # by the expiry: older snapshots' files, manifests and metadata
+    snapshots_expired: int = 0
+    seconds: float = 0.0
+
+
+def compact(
+    wh: Warehouse, name: str, *, small_bytes: int = SMALL_FILE_BYTES, min_files: int = MIN_SMALL_FILES, force: bool = False
+) -> Compacted | None:
+    """Rewrite the small data files of table ``name`` (under ``small_bytes``) into files of its
+    target size, as one overwrite snapshot holding the same rows; None when it has fewer than
+    ``min_files`` small files (``force``: write the snapshot all the same, rewriting whatever small
+    files there are, so that older snapshots can be expired without losing what runs compare)."""
+    with wh.lock("stedi-etl maintain"):
+        table = wh.table(name)
+        current = table.current_snapshot()
+        if current is None:
+            return None
+        tasks = list(table.scan().plan_files())
+        small = [t for t in tasks if t.file.file_size_in_bytes < small_bytes and not t.delete_files]
+        if len(small) < min_files and not (force and len(tasks) >= 1):
+            return None
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
+
+        rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(small) if small else None
+        props = _properties(table, current)
+        tx = table.transaction()
+        added = []
+        with tx.update_snapshot(snapshot_properties=props).overwrite() as producer:
+            for task in small:
+                producer.delete_data_file(task.file)
+            if rows is not None and rows.num_rows:
+                for data_file in _dataframe_to_data_files(tx.table_metadata, rows, table.io, producer.commit_uuid):
+                    producer.append_data_file(data_file)
+                    added.append(data_file)
+        wh.commit_staged([Staged(name, tx)])  # journaled: a kill here leaves the table as it was
+        return Compacted(
+            name,
+            len(small),
+            len(added),
+            rows.num_rows if rows is not None else 0,
+            sum(t.file.file_size_in_bytes for t in small),
+            sum(f.file_size_in_bytes for f in added),
+        )
+
+
+def _properties(table, current: Snapshot) -> dict[str, str]:
+    """The compaction's snapshot properties: the current snapshot's own (what a run stamped), and
+    which snapshots' rows it holds."""
+    # the properties stedi stamped (Iceberg's own totals are the new snapshot's to compute)
+    props = {k: v for k, v in (current.summary.additional_properties if current.summary else {}).items() if k.startswith("stedi.")}
+    held = compacted_from(current)
+    if held:  # a compaction of a compaction stands for the same rows
+        return props
+    listed: list[int] = []
+    not_by_a_run = ""
+    snap = current
+    while snap is not None and len(listed) < _MAX_LISTED:
+        earlier = compacted_from(snap)
+        if earlier:
+            listed += earlier
+            not_by_a_run = snap.summary.additional_properties.get(NOT_BY_A_RUN, "")
+            break
+        listed.append(snap.snapshot_id)
+        if snap.summary is None or properties.RUN_ID not in snap.summary.additional_properties:
+            not_by_a_run = str(snap.snapshot_id)
+            break
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    props[COMPACTED] = json.dumps(listed)
+    props[NOT_BY_A_RUN] = not_by_a_run
+    props.setdefault(DATA_AT, str(current.timestamp_ms))
+    return props
+
+
+def maintain(
+    wh: Warehouse, *, small_bytes: int = SMALL_FILE_BYTES, min_files: int = MIN_SMALL_FILES, tables: list[str] | None = None
+) -> MaintenanceSummary:
+    """Compact every table (or those named) with enough small files, then expire its older
+    snapshots and delete the files only they used. A table with older snapshots gets a compaction
+    snapshot first (even with nothing to rewrite), so that what runs and audits compare survives
+    the expiry. Holds the writers' lock throughout."""
+    started = time.perf_counter()
+    summary = MaintenanceSummary()
+    with wh.lock("stedi-etl maintain"):
+        for name in tables if tables is not None else sorted(load_contracts()):
+            table = wh.table(name)
+            if table.current_snapshot() is None:
+                continue
+            older = len(table.metadata.snapshots) - 1
+            done = compact(wh, name, small_bytes=small_bytes, min_files=min_files, force=older > 0)
+            if done is not None and done.files_before:
+                summary.compacted.append(done)
+            older = len(wh.table(name).metadata.snapshots) - 1
+            if older:
+                summary.files_deleted += maintenance.expire_all_older(wh, name)
+                summary.snapshots_expired += older
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def most_snapshots(wh: Warehouse, above: int) -> str | None:
+    """The table with the most snapshots, if it has more than ``above``: the next one to maintain."""
+    counts = {name: len(wh.table(name).metadata.snapshots) for name in sorted(load_contracts())}
+    name = max(counts, key=lambda n: counts[n])
+    return name if counts[name] > above else None

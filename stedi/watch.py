@@ -1,0 +1,403 @@
+"""Continuous ingestion: watch a source, take each file once it is complete, and run after each
+micro-batch, in one long-lived process.
+
+The source (a folder or ``s3://bucket/prefix``, laid out as for ``ingest``) is looked at on every
+file-system event (``watchfiles``) and every ``interval`` seconds whatever happens (events can be
+missed: network folders, overflowing queues); an S3 source is listed from the last key seen in
+each folder (a whole listing every :data:`RELIST_EVERY` looks catches keys that sort before it). A
+local file is *complete* when two looks find the same size and modification time and it was not
+modified for ``settle`` seconds; an S3 object is complete once listed (a PUT is atomic). Files
+under a hidden name or another suffix are not taken, so a writer may write ``.name.json`` (or
+``name.json.part``) and rename it when done.
+
+Each micro-batch (at most ``max_batch_files`` complete files) is ingested (:func:`stedi.ingest.ingest_files`)
+and then run incrementally (:func:`stedi.runner.run`) under one hold of the writers' lock, which is
+released between batches: other writers (``forget``, a manual ``ingest``) go in between. The ingest
+manifest is the checkpoint: a file is taken once whatever its name (by content), and a watch
+killed at any moment starts again where the warehouse is (a first run catches up on what an
+interrupted batch landed). When idle it compacts small files and expires older snapshots
+(:mod:`stedi.compaction`), and between batches it does so for the table with the most snapshots
+once it has more than ``max_snapshots``. Every snapshot a batch writes says when its
+oldest file was complete (:data:`ARRIVED`): the delay from arrival to commit shows in ``tables``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from stedi import properties
+from stedi.errors import SourceError, StediError, first_line
+from stedi.ingest import _FOLDERS, RawFile, _taken, ingest_files
+from stedi.storage import filesystem, normalise, storage_error
+
+if TYPE_CHECKING:
+    from stedi.compaction import MaintenanceSummary
+    from stedi.keys import Keys
+    from stedi.runner import RunSummary
+    from stedi.warehouse import Warehouse
+
+#: Snapshot property of every table a micro-batch writes: when its oldest file was complete (epoch ms).
+ARRIVED = properties.ARRIVED
+#: An S3 source is listed whole every this many looks (keys sorting before the last one seen).
+RELIST_EVERY = 30
+#: Pause after a micro-batch when more are waiting: another writer polling for the lock gets it.
+FAIR_GAP_S = 0.2
+#: A batch that failed is tried again after this many seconds (sooner when one of its files changes).
+RETRY_AFTER_S = 10.0
+
+
+@dataclass(frozen=True)
+class Options:
+    interval: float = 1.0  # seconds between looks when nothing happens
+    settle: float = 0.5  # seconds a local file must stay unchanged to be complete
+    max_batch_files: int = 100
+    once: bool = False  # take what is complete now, then stop
+    maintain_idle: float = 30.0  # seconds idle before maintaining every table (compaction, expiry)
+    max_snapshots: int = 32  # after a micro-batch, the table with more snapshots than this is maintained
+    events: bool = True  # file-system events (local sources)
+
+
+@dataclass
+class Batch:
+    """One micro-batch, as the line it prints says."""
+
+    files: int  # files taken (new content)
+    skipped: int  # complete files already ingested (same content under another name, or before)
+    rows_landed: int
+    rows_quarantined: int
+    tables_updated: int
+    seconds: float
+    delay: float | None  # seconds from the oldest file being complete to its rows committed
+    error: str | None = None
+    run: RunSummary | None = None
+
+
+@dataclass
+class _Seen:
+    stamp: tuple  # (size, modified) as listed
+    at: float  # monotonic time of the look that first saw this stamp
+
+
+@dataclass
+class Inbox:
+    """The complete, not yet taken files of a source, found by looking at it again and again."""
+
+    source: str
+    settle: float = 0.5
+    fs: object = None
+    base: str = ""
+    seen: dict[str, _Seen] = field(default_factory=dict)
+    done: dict[str, tuple] = field(default_factory=dict)  # path -> stamp taken (or found taken)
+    failed: dict[str, tuple[tuple, float]] = field(default_factory=dict)  # path -> (stamp, retry at)
+    last_key: dict[str, str] = field(default_factory=dict)  # S3: folder -> last key listed
+    listed: dict[str, dict] = field(default_factory=dict)  # S3: path -> entry, kept across looks
+    looks: int = 0
+
+    def __post_init__(self) -> None:
+        try:
+            self.fs, self.base = filesystem(normalise(self.source))
+            kind = self.fs.info(self.base)["type"] if self.fs.exists(self.base) else None
+        except StediError:
+            raise
+        except Exception as err:  # noqa: BLE001 — an endpoint down, refused credentials, ...
+            raise storage_error(err, self.source) from err
+        if kind is None and self.local:
+            raise SourceError(f"source {self.source} does not exist")
+        if kind not in (None, "directory"):
+            raise SourceError(f"source {self.source} is not a folder (expected customer/landing/*.json, ...)")
+
+    @property
+    def local(self) -> bool:
+        return "file" in self.fs.protocol
+
+    def look(self) -> tuple[list[tuple[str, RawFile, float]], int]:
+        """(complete files not taken yet: source name, file, when it was complete (epoch s)), and
+        how many files are still being written."""
+        self.looks += 1
+        now, wall = time.monotonic(), time.time()
+        complete, writing = [], 0
+        for name, path, stamp in self._listing():
+            if self.done.get(path) == stamp:
+                continue
+            failed = self.failed.get(path)
+            if failed and failed[0] == stamp and now < failed[1]:
+                continue
+            seen = self.seen.get(path)
+            if seen is None or seen.stamp != stamp:
+                self.seen[path] = seen = _Seen(stamp, now)
+                if not self.local:  # an object is whole once listed
+                    complete.append((name, RawFile(self.fs, path), stamp[1] or wall))
+                else:
+                    writing += 1
+                continue
+            if self.local and wall - stamp[1] < self.settle:
+                writing += 1
+                continue
+            complete.append((name, RawFile(self.fs, path), stamp[1] or wall))
+        complete.sort(key=lambda item: (item[2], item[1].path))  # oldest first
+        return complete, writing
+
+    def taken(self, files: list[RawFile]) -> None:
+        for f in files:
+            self.done[f.path] = self.seen[f.path].stamp
+            self.failed.pop(f.path, None)
+
+    def not_taken(self, files: list[RawFile]) -> None:
+        retry = time.monotonic() + RETRY_AFTER_S
+        for f in files:
+            self.failed[f.path] = (self.seen[f.path].stamp, retry)
+
+    def _listing(self) -> list[tuple[str, str, tuple]]:
+        """(source name, path, (size, modified epoch s)) of every file a layout folder holds now."""
+        found = []
+        for name, folders in _FOLDERS.items():
+            for folder in folders:
+                entries = self._entries(posixpath.join(self.base, folder))
+                taken = [e for e in entries if e[0] and _taken(posixpath.basename(e[1])) is None]
+                if taken:  # the first folder of a source holding files is its folder, as for ingest
+                    found.extend((name, path, stamp) for _, path, stamp in taken)
+                    break
+        return found
+
+    def _entries(self, folder: str) -> list[tuple[bool, str, tuple]]:
+        if self.local:
+            try:
+                with os.scandir(folder) as it:
+                    out = []
+                    for e in it:
+                        if e.is_file(follow_symlinks=False):
+                            st = e.stat(follow_symlinks=False)
+                            out.append((True, e.path, (st.st_size, st.st_mtime_ns / 1e9)))
+                    return out
+            except (FileNotFoundError, NotADirectoryError):
+                return []
+            except OSError as err:
+                raise SourceError(f"cannot list {folder}: {err.strerror or err}") from err
+        return self._s3_entries(folder)
+
+    def _s3_entries(self, folder: str) -> list[tuple[bool, str, tuple]]:
+        """The objects of an S3 folder: those listed before, and those after the last key seen (all
+        of them every RELIST_EVERY looks)."""
+        bucket, _, prefix = folder.partition("/")
+        prefix = prefix.rstrip("/") + "/"
+        whole = self.looks % RELIST_EVERY == 1 or folder not in self.last_key
+        kwargs = {"Bucket": bucket, "Prefix": prefix}
+        if not whole:
+            kwargs["StartAfter"] = self.last_key[folder]
+        try:
+            fresh = {}
+            while True:
+                page = self.fs.call_s3("list_objects_v2", **kwargs)
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if "/" in key[len(prefix):]:  # in a sub-folder: not searched, as for ingest
+                        continue
+                    fresh[f"{bucket}/{key}"] = (obj["Size"], obj["LastModified"].timestamp())
+                    self.last_key[folder] = max(self.last_key.get(folder, ""), key)
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+        except Exception as err:  # noqa: BLE001
+            raise storage_error(err, f"s3://{folder}") from err
+        mine = {p: s for p, s in self.listed.items() if p.startswith(f"{bucket}/{prefix}")}
+        if whole:
+            mine = fresh
+        else:
+            mine.update(fresh)
+        for p in [p for p in self.listed if p.startswith(f"{bucket}/{prefix}")]:
+            del self.listed[p]
+        self.listed.update(mine)
+        return [(True, p, s) for p, s in sorted(mine.items())]
+
+
+class Watcher:
+    """A long-lived watch of one source into one warehouse. :meth:`serve` loops until :meth:`stop`."""
+
+    def __init__(
+        self,
+        wh: Warehouse,
+        source: str,
+        keys: Keys,
+        options: Options = Options(),
+        report: Callable[[Batch], None] = lambda batch: None,
+        maintained: Callable[[MaintenanceSummary], None] = lambda summary: None,
+    ):
+        self.wh, self.keys, self.options = wh, keys, options
+        self.inbox = Inbox(source, options.settle)
+        self.report, self.maintained = report, maintained
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self.batches = 0
+        self._since_maintenance = 0
+        self._idle_since: float | None = None
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self._wake.set()
+
+    def serve(self) -> int:
+        """Loop until stopped (or, with ``once``, until nothing complete is left); returns the number
+        of micro-batches that took files."""
+        from stedi import runner
+
+        runner._load_libraries("pyiceberg.io.pyarrow", "polars")  # once, not in the first batch's delay
+        self.inbox.looks = 0  # the first look lists everything
+        self._catch_up()
+        events = self._events() if self.options.events and self.inbox.local and not self.options.once else None
+        try:
+            while not self.stopping.is_set():
+                complete, writing = self.inbox.look()
+                if complete:
+                    self._idle_since = None
+                    self.micro_batch(complete[: self.options.max_batch_files])
+                    self.upkeep()
+                    if len(complete) > self.options.max_batch_files or writing:
+                        self._wake.wait(FAIR_GAP_S)  # let a waiting writer take the lock
+                    continue
+                if self.options.once and not writing:
+                    break
+                if not writing:
+                    self._idle_since = self._idle_since or time.monotonic()
+                    if self._since_maintenance and time.monotonic() - self._idle_since >= self.options.maintain_idle:
+                        self.maintain()
+                        continue
+                self._wake.wait(min(self.options.settle, self.options.interval) if writing else self.options.interval)
+                self._wake.clear()
+        finally:
+            if events is not None:
+                self.stopping.set()
+                events.join(timeout=5)
+        return self.batches
+
+    def _events(self) -> threading.Thread:
+        import watchfiles
+
+        def listen() -> None:
+            try:
+                for _ in watchfiles.watch(self.inbox.base, stop_event=self.stopping, debounce=50, step=20, rust_timeout=1000, yield_on_timeout=False):
+                    self._wake.set()
+            except Exception:  # noqa: BLE001 — events are a shortcut; the periodic looks still find everything
+                return
+
+        thread = threading.Thread(target=listen, name="stedi-watch-events", daemon=True)
+        thread.start()
+        return thread
+
+    def _catch_up(self) -> None:
+        """A run before the first batch: a watch killed between its ingest and its run left rows landed
+        and not yet run (a run with nothing new changes nothing)."""
+        from stedi.runner import run
+
+        with self.wh.lock("stedi-etl watch"):
+            if self.wh.info("ingest_manifest").snapshot_id is not None:  # nothing was ever ingested: nothing to run
+                run(self.wh, self.keys)
+
+    def micro_batch(self, complete: list[tuple[str, RawFile, float]]) -> Batch:
+        """Ingest these complete files and run, under one hold of the lock; print its line."""
+        from stedi.runner import run
+
+        started = time.perf_counter()
+        files = [f for _, f, _ in complete]
+        when = {(name, f.name): at for name, f, at in complete}
+        props = {ARRIVED: str(int(min(when.values()) * 1000))}
+        try:
+            with self.wh.lock("stedi-etl watch"):
+                summary = ingest_files(self.wh, [(name, f) for name, f, _ in complete], self.keys, props)
+                # the oldest file taken (not one found ingested before, say by a watch started again)
+                arrived = min((when.get((r.source, r.file), min(when.values())) for r in summary.ingested), default=None)
+                if arrived is not None:
+                    props = {ARRIVED: str(int(arrived * 1000))}
+                result = run(self.wh, self.keys, stamps=props) if summary.ingested else None
+        except (StediError, OSError) as err:  # a file unreadable, the lock busy, the storage failing: later
+            self.inbox.not_taken(files)
+            if isinstance(err, OSError):
+                err = storage_error(err, self.wh.location) if self.wh.files.remote else SourceError(f"{err.strerror or err}: {err.filename or ''}")
+            batch = Batch(0, 0, 0, 0, 0, time.perf_counter() - started, None, first_line(err))
+            self.report(batch)
+            return batch
+        self.inbox.taken(files)
+        seconds = time.perf_counter() - started
+        batch = Batch(
+            files=len(summary.ingested),
+            skipped=len(summary.skipped),
+            rows_landed=sum(f.rows_landed for f in summary.ingested),
+            rows_quarantined=sum(f.rows_quarantined for f in summary.ingested),
+            tables_updated=sum(r.status == "updated" for r in result.results) if result else 0,
+            seconds=seconds,
+            delay=time.time() - arrived if arrived is not None else None,
+            run=result,
+        )
+        if summary.ingested:
+            self.batches += 1
+            self._since_maintenance += 1
+        self.report(batch)
+        return batch
+
+    def maintain(self) -> MaintenanceSummary:
+        """Every table compacted and its older snapshots expired (when idle)."""
+        from stedi.compaction import maintain
+
+        summary = maintain(self.wh)
+        self._since_maintenance = 0
+        self.maintained(summary)
+        return summary
+
+    def upkeep(self) -> None:
+        """Between micro-batches, the one table with the most snapshots, once it has more than
+        ``max_snapshots``: a long stream of batches never idle stays bounded, a table at a time
+        (each its own short hold of the lock)."""
+        from stedi.compaction import maintain, most_snapshots
+
+        name = most_snapshots(self.wh, self.options.max_snapshots)  # the tables as the batch left them
+        if name is not None:
+            self.maintained(maintain(self.wh, tables=[name]))
+
+
+# -- freshness ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Freshness:
+    table: str
+    updated_at: datetime | None  # when its rows last changed (a compaction is no change)
+    delay: float | None  # seconds from the last micro-batch's files arriving to their commit
+
+
+def freshness(wh: Warehouse, name: str) -> Freshness:
+    """When table ``name``'s rows last changed, and the delay of the micro-batch that changed them."""
+    snap = wh.table(name).current_snapshot()
+    if snap is None:
+        return Freshness(name, None, None)
+    return freshness_of(name, snap.summary.additional_properties if snap.summary else {}, snap.timestamp_ms)
+
+
+def freshness_of(name: str, summary: dict[str, str], timestamp_ms: int) -> Freshness:
+    """:func:`freshness` from a snapshot's summary and time, however they were read."""
+    from stedi.compaction import DATA_AT
+
+    at_ms = int(summary.get(DATA_AT) or timestamp_ms)
+    delay = (at_ms - int(summary[ARRIVED])) / 1000 if ARRIVED in summary else None
+    return Freshness(name, datetime.fromtimestamp(at_ms / 1000, tz=UTC), delay)
+
+
+def stale(tables: list[Freshness], max_delay: float, now: datetime | None = None) -> list[str]:
+    """Why each of these tables is staler than ``max_delay`` seconds (none: fresh). A table is fresh
+    when its last update is at most that old, or when the micro-batch that last updated it had at
+    most that delay (a watch keeps it fresh; no file came since)."""
+    now = now or datetime.now(UTC)
+    late = []
+    for t in tables:
+        if t.updated_at is None:
+            late.append(f"{t.table} was never updated")
+        elif t.delay is not None and t.delay > max_delay:
+            late.append(f"{t.table}'s last micro-batch took {t.delay:.1f}s from arrival to commit")
+        elif t.delay is None and (now - t.updated_at).total_seconds() > max_delay:
+            late.append(f"{t.table} was last updated {(now - t.updated_at).total_seconds():.0f}s ago, by no watch")
+    return late
