@@ -37,7 +37,8 @@ from run import dataset  # noqa: E402  (the cached data sets of bench/run.py)
 
 DAY_MS = 86_400_000
 KEY = "5f1d4e0c3b2a19087766554433221100ffeeddccbbaa99887766554433221100"
-ENV = os.environ | {"PYTHONPATH": str(ROOT), "STEDI_PSEUDONYM_KEY": KEY, "ARROW_DEFAULT_MEMORY_POOL": "system"}
+# retention 0: maintenance keeps only each table's current snapshot, as a stream's warehouse would be set
+ENV = os.environ | {"PYTHONPATH": str(ROOT), "STEDI_PSEUDONYM_KEY": KEY, "ARROW_DEFAULT_MEMORY_POOL": "system", "STEDI_RETENTION_DAYS": "0"}
 STEDI = [sys.executable, "-m", "stedi.cli"]
 TARGET_MEDIAN, TARGET_P95, TARGET_SCAN = 2.0, 5.0, 1.2
 

@@ -9,9 +9,10 @@ small files and writes their rows again as files of the table's target size, in 
 and what it read) and says which snapshot's rows it holds (:data:`stedi.warehouse.COMPACTED`), so
 that runs stay incremental and audits need not start over: the rows did not change.
 
-:func:`maintain` compacts every table and then expires the snapshots before (with their files,
-:func:`stedi.maintenance.expire_all_older`), so that the metadata stays
-bounded too. Both hold the writers' lock.
+:func:`maintain` compacts every table, then applies the warehouse's retention
+(:func:`stedi.retention.enforce`: snapshots older than ``retention_days`` expired with the files
+only they used, and any snapshot still holding a customer who withdrew), so that the metadata stays
+bounded by the retention while time travel keeps what it promises. Both hold the writers' lock.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from stedi import maintenance, properties
+from stedi import properties
 from stedi.contracts import load_contracts
 from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from
 
 if TYPE_CHECKING:
     from pyiceberg.table import Snapshot
+
+    from stedi.keys import Keys
 
 #: A data file smaller than this (on disk) is worth rewriting with others.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
@@ -126,33 +129,42 @@ def _properties(table, current: Snapshot) -> dict[str, str]:
 
 
 def maintain(
-    wh: Warehouse, *, small_bytes: int = SMALL_FILE_BYTES, min_files: int = MIN_SMALL_FILES, tables: list[str] | None = None
+    wh: Warehouse,
+    key: bytes | Keys | None = None,
+    *,
+    small_bytes: int = SMALL_FILE_BYTES,
+    min_files: int = MIN_SMALL_FILES,
+    tables: list[str] | None = None,
 ) -> MaintenanceSummary:
-    """Compact every table (or those named) with enough small files, then expire its older
-    snapshots and delete the files only they used. A table with older snapshots gets a compaction
-    snapshot first (even with nothing to rewrite), so that what runs and audits compare survives
-    the expiry. Holds the writers' lock throughout."""
+    """Compact every table (or those named) with enough small files, then apply the retention to
+    them (:func:`stedi.retention.enforce`, every older snapshot looked at for customers who
+    withdrew; ``key``: the warehouse's keys, as for a run). Holds the writers' lock throughout."""
+    from stedi import retention
+
     started = time.perf_counter()
     summary = MaintenanceSummary()
+    names = tables if tables is not None else sorted(load_contracts())
     with wh.lock("stedi-etl maintain"):
-        for name in tables if tables is not None else sorted(load_contracts()):
-            table = wh.table(name)
-            if table.current_snapshot() is None:
+        for name in names:
+            if wh.table(name).current_snapshot() is None:
                 continue
-            older = len(table.metadata.snapshots) - 1
-            done = compact(wh, name, small_bytes=small_bytes, min_files=min_files, force=older > 0)
+            done = compact(wh, name, small_bytes=small_bytes, min_files=min_files)
             if done is not None and done.files_before:
                 summary.compacted.append(done)
-            older = len(wh.table(name).metadata.snapshots) - 1
-            if older:
-                summary.files_deleted += maintenance.expire_all_older(wh, name)
-                summary.snapshots_expired += older
+        kept = retention.enforce(wh, key, before=retention.EVERY, tables=names)
+        summary.snapshots_expired += kept.snapshots_expired
+        summary.files_deleted += kept.files_deleted
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def most_snapshots(wh: Warehouse, above: int) -> str | None:
-    """The table with the most snapshots, if it has more than ``above``: the next one to maintain."""
-    counts = {name: len(wh.table(name).metadata.snapshots) for name in sorted(load_contracts())}
+def most_files(wh: Warehouse, above: int) -> str | None:
+    """The table whose current snapshot reads the most data files, if more than ``above``: the
+    next one to compact (from the snapshots' summaries: no manifest is read)."""
+    counts = {}
+    for name in sorted(load_contracts()):
+        current = wh.table(name).current_snapshot()
+        summary = current.summary.additional_properties if current is not None and current.summary is not None else {}
+        counts[name] = int(summary.get("total-data-files") or 0)
     name = max(counts, key=lambda n: counts[n])
     return name if counts[name] > above else None

@@ -116,14 +116,21 @@ def _condemned(wh: Warehouse, name: str, owner: str, values: set[str]) -> list[i
     ]
 
 
-def enforce(wh: Warehouse, keys: Keys, *, before: int | None, now_ms: int | None = None) -> Retained:
+def enforce(
+    wh: Warehouse, keys: bytes | Keys | None, *, before: int | None, now_ms: int | None = None, tables: list[str] | None = None
+) -> Retained:
     """Apply both rules after a run; ``before`` is ``customer_trusted``'s snapshot before the run
-    (:data:`EVERY` to look at all its older ones, as ``stedi-etl maintain`` does)."""
+    (:data:`EVERY` to look at all its older ones, as ``stedi-etl maintain`` does); ``tables``: only
+    these (default: every table)."""
     done = Retained()
     emails, serials = departed(wh, before)
     done.departed = len(emails)
+    if emails:  # their customer_key is needed: the warehouse's keys (a run's, or as configured)
+        keys = wh.keys(keys)
     cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - wh.settings.retention_days * DAY_MS
     for name, c in sorted(load_contracts().items()):
+        if tables is not None and name not in tables:
+            continue
         table = wh.table(name)
         if table.current_snapshot() is None:
             continue

@@ -17,7 +17,7 @@ manifest is the checkpoint: a file is taken once whatever its name (by content),
 killed at any moment starts again where the warehouse is (a first run catches up on what an
 interrupted batch landed). When idle it compacts small files and expires older snapshots
 (:mod:`stedi.compaction`), and between batches it does so for the table with the most snapshots
-once it has more than ``max_snapshots``. Every snapshot a batch writes says when its
+once it reads more than ``max_files`` data files. Every snapshot a batch writes says when its
 oldest file was complete (:data:`ARRIVED`): the delay from arrival to commit shows in ``tables``.
 """
 
@@ -60,7 +60,7 @@ class Options:
     max_batch_files: int = 100
     once: bool = False  # take what is complete now, then stop
     maintain_idle: float = 30.0  # seconds idle before maintaining every table (compaction, expiry)
-    max_snapshots: int = 32  # after a micro-batch, the table with more snapshots than this is maintained
+    max_files: int = 32  # after a micro-batch, the table reading more data files than this is maintained
     events: bool = True  # file-system events (local sources)
 
 
@@ -341,23 +341,23 @@ class Watcher:
         return batch
 
     def maintain(self) -> MaintenanceSummary:
-        """Every table compacted and its older snapshots expired (when idle)."""
+        """Every table compacted and the retention applied (when idle)."""
         from stedi.compaction import maintain
 
-        summary = maintain(self.wh)
+        summary = maintain(self.wh, self.keys)
         self._since_maintenance = 0
         self.maintained(summary)
         return summary
 
     def upkeep(self) -> None:
-        """Between micro-batches, the one table with the most snapshots, once it has more than
-        ``max_snapshots``: a long stream of batches never idle stays bounded, a table at a time
+        """Between micro-batches, the one table reading the most data files, once more than
+        ``max_files``: a long stream of batches never idle stays fast to read, a table at a time
         (each its own short hold of the lock)."""
-        from stedi.compaction import maintain, most_snapshots
+        from stedi.compaction import maintain, most_files
 
-        name = most_snapshots(self.wh, self.options.max_snapshots)  # the tables as the batch left them
+        name = most_files(self.wh, self.options.max_files)  # the tables as the batch left them
         if name is not None:
-            self.maintained(maintain(self.wh, tables=[name]))
+            self.maintained(maintain(self.wh, self.keys, tables=[name]))
 
 
 # -- freshness ------------------------------------------------------------------------------------

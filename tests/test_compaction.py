@@ -64,8 +64,8 @@ def source(tmp_path) -> Path:
 @pytest.fixture
 def many_batches(tmp_path, source) -> Warehouse:
     """A warehouse fed like a watch does: the data set, then eight micro-batches of one customer's
-    new session each, every one ingested and run."""
-    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    new session each, every one ingested and run; its retention keeps only current snapshots."""
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh", retention_days=0))
     ingest(wh, source, KEY)
     run(wh, KEY)
     for n in range(8):
@@ -83,8 +83,8 @@ def test_maintain_keeps_every_row_and_bounds_files_and_snapshots(tmp_path, many_
     before = contents(wh)
     files_before = {n: data_files(wh, n) for n in before}
     assert files_before["machine_learning_curated"] >= 9  # one per micro-batch
-    summary = maintain(wh)
-    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    summary = maintain(wh, KEY)
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh", retention_days=0))
     for name, frame in contents(wh).items():
         assert_frame_equal(frame, before[name], check_row_order=True), name
     for name in before:
@@ -103,12 +103,12 @@ def test_maintain_keeps_every_row_and_bounds_files_and_snapshots(tmp_path, many_
 
 def test_after_maintain_runs_stay_incremental_and_equal_a_full_refresh(tmp_path, source, many_batches):
     wh = many_batches
-    maintain(wh)
+    maintain(wh, KEY)
     again = run(wh, KEY)
     assert not again.changed  # the rewrite changed no row: no job is stale
     ingest(wh, session(source, tmp_path / "after", 2, days=3), KEY)
     assert run(wh, KEY).mode == "incremental"
-    maintain(wh)  # twice: a compaction of a compaction
+    maintain(wh, KEY)  # twice: a compaction of a compaction
     ingest(wh, session(source, tmp_path / "after2", 3, days=4), KEY)
     assert run(wh, KEY).mode == "incremental"
     got = contents(wh)
@@ -131,3 +131,20 @@ def test_maintain_command_prints_one_line(tmp_path, many_batches):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("maintenance: ") and "small file(s)" in result.output and "expired" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_maintain_keeps_time_travel_within_the_retention(tmp_path, source):
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))  # retention_days: the default 7
+    ingest(wh, source, KEY)
+    run(wh, KEY)
+    for n in range(6):
+        ingest(wh, session(source, tmp_path / f"batch{n}", n), KEY)
+        run(wh, KEY)
+    table = wh.table("machine_learning_curated")
+    first = table.metadata.snapshots[0]
+    rows_then = table.scan(snapshot_id=first.snapshot_id).to_arrow().num_rows
+    summary = maintain(wh, KEY)
+    assert "machine_learning_curated" in {c.table for c in summary.compacted}
+    table = Warehouse.open(Settings(warehouse=tmp_path / "wh")).table("machine_learning_curated")
+    assert first.snapshot_id in {s.snapshot_id for s in table.metadata.snapshots}  # a day old at most: kept
+    assert table.scan(snapshot_id=first.snapshot_id).to_arrow().num_rows == rows_then  # and its files with it

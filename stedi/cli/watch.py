@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 
 import click
 
@@ -37,6 +38,10 @@ def _maintenance_line(summary) -> str:
     )
 
 
+#: A second Ctrl-C counts as one this long after the first (one press may be delivered twice).
+SECOND_PRESS_S = 0.5
+
+
 @cli.command()
 @click.argument("source")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
@@ -47,13 +52,13 @@ def _maintenance_line(summary) -> str:
               help="At most this many files in one micro-batch.")
 @click.option("--once", is_flag=True, help="Take the files complete now, in micro-batches, then exit (for schedulers).")
 @click.option("--maintain-idle", type=click.FloatRange(min=0.0), default=30.0, show_default=True,
-              help="Seconds without new files before compacting small files and expiring older snapshots.")
-@click.option("--max-snapshots", type=click.IntRange(min=2), default=32, show_default=True,
-              help="Between micro-batches, maintain the table with the most snapshots once it has more than this.")
+              help="Seconds without new files before compacting small files and applying the retention.")
+@click.option("--max-files", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Between micro-batches, compact the table reading the most data files once it reads more than this.")
 @click.pass_obj
 @_fail_cleanly
 def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_files: int, once: bool,
-          maintain_idle: float, max_snapshots: int) -> None:
+          maintain_idle: float, max_files: int) -> None:
     """Watch SOURCE and ingest each new file once complete, running the jobs after each micro-batch.
 
     SOURCE is laid out as for `ingest` (a folder or s3://bucket/prefix). A local file is complete
@@ -76,16 +81,24 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
 
     out = _console()
     options = Options(interval=interval, settle=settle, max_batch_files=max_batch_files, once=once,
-                      maintain_idle=maintain_idle, max_snapshots=max_snapshots)
+                      maintain_idle=maintain_idle, max_files=max_files)
     watcher = Watcher(obj.warehouse, source, obj.keys(create=True), options,
                       report=lambda batch: (out.print(_batch_line(batch), soft_wrap=True), sys.stdout.flush()),
                       maintained=lambda summary: (out.print(_maintenance_line(summary), soft_wrap=True), sys.stdout.flush()))
     how: list[str] = []
+    first_at = 0.0
 
     def on_signal(signum, frame):
-        if how and signum == signal.SIGINT:  # a second Ctrl-C: abandon the batch in progress
-            raise KeyboardInterrupt
+        nonlocal first_at
+        if how and signum == signal.SIGINT:
+            # A second Ctrl-C abandons the batch in progress. One press can reach this handler twice
+            # (pyarrow's own SIGINT handling passes the signal on, then raises it again): a press
+            # counts as a second one only a moment after the first.
+            if time.monotonic() - first_at >= SECOND_PRESS_S:
+                raise KeyboardInterrupt
+            return
         how.append("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
+        first_at = time.monotonic()
         watcher.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -122,4 +135,4 @@ def maintain(obj: _Context) -> None:
     """
     from stedi.compaction import maintain as run_maintain
 
-    _console().print(_maintenance_line(run_maintain(obj.warehouse)).split(" ", 1)[1])
+    _console().print(_maintenance_line(run_maintain(obj.warehouse, obj.keys(create=False))).split(" ", 1)[1])
