@@ -42,7 +42,9 @@ REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 #: Printable ASCII: for such a value the normal form is trimmed of spaces and lower-cased, which
 #: every engine computes alike without Unicode tables.
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
-PRINTABLE_ASCII_PATTERN = r"^[ -~]*$"
+#: The same as a regular expression for Polars (Rust) and Spark (Java): ``\A``/``\z``, because in
+#: Java's ``$`` also matches before a final line break ("\n" would pass for printable).
+PRINTABLE_ASCII_PATTERN = r"\A[ -~]*\z"
 
 
 def normal_form(value: str | None) -> str | None:
