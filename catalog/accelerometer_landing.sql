@@ -13,4 +13,4 @@ CREATE TABLE accelerometer_landing (
     _ingested_at  TIMESTAMP NOT NULL COMMENT 'When the line was ingested'
 )
 COMMENT 'Accelerometer readings as received'
-TBLPROPERTIES ('stedi.owner' = 'user', 'stedi.owner_kind' = 'email', 'stedi.taken_at' = 'timestamp', 'stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'accelerometer');
+TBLPROPERTIES ('stedi.owner' = 'user', 'stedi.owner_kind' = 'email', 'stedi.taken_at' = 'timestamp', 'stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'accelerometer', 'stedi.personal' = 'user,_extra', 'stedi.free_text' = '_extra');

@@ -20,5 +20,6 @@ TBLPROPERTIES (
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.timestamp_in_ms' = 'drop',
-    'stedi.rule.xyz_finite' = 'drop'
+    'stedi.rule.xyz_finite' = 'drop',
+    'stedi.personal' = 'user'
 );

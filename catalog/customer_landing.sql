@@ -28,5 +28,7 @@ TBLPROPERTIES (
     'stedi.zone' = 'landing',
     'stedi.grain' = 'one row per raw line',
     'stedi.source' = 'customer',
-    'stedi.consents' = 'shareWithResearchAsOfDate,shareWithPublicAsOfDate,shareWithFriendsAsOfDate'
+    'stedi.consents' = 'shareWithResearchAsOfDate,shareWithPublicAsOfDate,shareWithFriendsAsOfDate',
+    'stedi.personal' = 'customerName,email,phone,birthDay,serialNumber,_extra',
+    'stedi.free_text' = 'customerName,phone,_extra'
 );

@@ -28,5 +28,7 @@ TBLPROPERTIES (
     'stedi.rule.serial_is_uuid' = 'drop',
     'stedi.rule.birthday_not_in_future' = 'drop',
     -- the consent window itself (stedi.privacy.consent_window): a record outside it is not consent
-    'stedi.rule.consent_in_ms' = 'fail'
+    'stedi.rule.consent_in_ms' = 'fail',
+    'stedi.personal' = 'customerName,email,phone,birthDay,serialNumber',
+    'stedi.free_text' = 'customerName,phone'
 );

@@ -18,4 +18,4 @@ CREATE TABLE ingest_manifest (
     rewritten_at     TIMESTAMP COMMENT 'When the stored copy was last rewritten'
 )
 COMMENT 'Raw files ingested'
-TBLPROPERTIES ('stedi.zone' = 'system', 'stedi.grain' = 'one row per file content');
+TBLPROPERTIES ('stedi.zone' = 'system', 'stedi.grain' = 'one row per file content', 'stedi.personal' = 'file_name', 'stedi.free_text' = 'file_name');

@@ -11,4 +11,4 @@ CREATE TABLE step_trainer_landing (
     _ingested_at       TIMESTAMP NOT NULL COMMENT 'When the line was ingested'
 )
 COMMENT 'Step trainer readings as received'
-TBLPROPERTIES ('stedi.owner' = 'serialNumber', 'stedi.owner_kind' = 'serial', 'stedi.taken_at' = 'sensorReadingTime', 'stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'step_trainer');
+TBLPROPERTIES ('stedi.owner' = 'serialNumber', 'stedi.owner_kind' = 'serial', 'stedi.taken_at' = 'sensorReadingTime', 'stedi.zone' = 'landing', 'stedi.grain' = 'one row per raw line', 'stedi.source' = 'step_trainer', 'stedi.personal' = 'serialNumber,_extra', 'stedi.free_text' = '_extra');

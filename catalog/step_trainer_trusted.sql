@@ -18,5 +18,6 @@ TBLPROPERTIES (
     'stedi.zone' = 'trusted',
     'stedi.grain' = 'one row per distinct reading',
     'stedi.rule.time_in_ms' = 'drop',
-    'stedi.rule.distance_not_negative' = 'drop'
+    'stedi.rule.distance_not_negative' = 'drop',
+    'stedi.personal' = 'serialNumber'
 );

@@ -55,6 +55,11 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _listed(value: str | None) -> tuple[str, ...]:
+    """The names of a comma-separated TBLPROPERTIES value."""
+    return tuple(n.strip() for n in (value or "").split(",") if n.strip())
+
+
 def contracts_dir() -> Path:
     """Where the contracts are: inside the installed package, else the repository's ``catalog/``."""
     here = Path(__file__).resolve().parent
@@ -137,6 +142,20 @@ class Contract:
         their normal form elsewhere), the curated ``customer_key``, the consent history's
         ``subject_key``, or either identifier (``identifier``: the quarantine's ``owner``)."""
         return dict(self.properties).get("stedi.owner_kind")
+
+    @property
+    def personal(self) -> tuple[str, ...]:
+        """The columns that identify a person or their device, or may hold such values
+        (TBLPROPERTIES ``stedi.personal``): no statistics of theirs are written, ``forget`` erases
+        their values, a curated table has none."""
+        return _listed(dict(self.properties).get("stedi.personal"))
+
+    @property
+    def free_text(self) -> tuple[str, ...]:
+        """The personal columns of free text, which may mention a person anywhere in them
+        (TBLPROPERTIES ``stedi.free_text``: a name, a raw line, fields received beyond the
+        contract, a file name as received): ``forget`` erases mentions there, the audit looks."""
+        return _listed(dict(self.properties).get("stedi.free_text"))
 
     @property
     def holds_everyone(self) -> bool:
@@ -254,9 +273,15 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner' and 'stedi.owner_kind' go together")
     if props.get("stedi.owner_kind") not in (None, *OWNER_KINDS):
         raise ContractError(f"{source}: TBLPROPERTIES 'stedi.owner_kind' must be one of {OWNER_KINDS}, got {props['stedi.owner_kind']!r}")
-    for listed in (n.strip() for n in props.get("stedi.consents", "").split(",") if n.strip()):
-        if listed not in names:
-            raise ContractError(f"{source}: TBLPROPERTIES 'stedi.consents' names {listed!r}, which is not a column")
+    for prop in ("stedi.consents", "stedi.personal", "stedi.free_text"):
+        for listed in _listed(props.get(prop)):
+            if listed not in names:
+                raise ContractError(f"{source}: TBLPROPERTIES {prop!r} names {listed!r}, which is not a column")
+    personal = set(_listed(props.get("stedi.personal")))
+    if not set(_listed(props.get("stedi.free_text"))) <= personal:
+        raise ContractError(f"{source}: every column of TBLPROPERTIES 'stedi.free_text' must be in 'stedi.personal' too")
+    if props.get("stedi.owner_kind") in ("email", "serial", "identifier") and props["stedi.owner"] not in personal:
+        raise ContractError(f"{source}: the owner column {props['stedi.owner']!r} holds an identifier: list it in TBLPROPERTIES 'stedi.personal'")
     rules = []
     for rule_name, predicate in checks:
         action = props.get(f"stedi.rule.{rule_name}", "drop")

@@ -42,7 +42,9 @@ REMOVED_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 #: Printable ASCII: for such a value the normal form is trimmed of spaces and lower-cased, which
 #: every engine computes alike without Unicode tables.
 _PRINTABLE_ASCII = re.compile(r"[ -~]*")
-PRINTABLE_ASCII_PATTERN = r"^[ -~]*$"
+#: The same as a regular expression for Polars (Rust) and Spark (Java): ``\A``/``\z``, because in
+#: Java's ``$`` also matches before a final line break ("\n" would pass for printable).
+PRINTABLE_ASCII_PATTERN = r"\A[ -~]*\z"
 
 
 def normal_form(value: str | None) -> str | None:
@@ -148,22 +150,17 @@ def coarsen_to_day(frame: nw.LazyFrame, **days: str) -> nw.LazyFrame:
 
 # -- what identifies a person ----------------------------------------------------------------------
 
-#: Columns that identify a person directly. Curated tables must carry none of them.
-DIRECT_IDENTIFIERS = frozenset({"customerName", "email", "user", "phone", "birthDay"})
+def direct_identifiers() -> frozenset[str]:
+    """Columns that identify a person directly: those the contracts comment as a ``direct
+    identifier`` (a name, an email, a phone, a birthday). Curated tables carry none of them."""
+    from stedi.contracts import load_contracts
 
-#: Columns of free text that may mention a person anywhere in it (a name, a raw line, fields
-#: received beyond the contract, a file name as received): forget erases such mentions, ingest
-#: keeps erased people's out, the audit looks for them.
-FREE_TEXT = frozenset({"customerName", "phone", "raw", "_extra", "file_name"})
-
-#: Columns whose values identify a person or their device, or may hold such values. Their values
-#: never go into Iceberg column statistics, and forget erases them everywhere.
-PERSONAL_COLUMNS = DIRECT_IDENTIFIERS | FREE_TEXT | {"serialNumber", "owner"}
+    return frozenset(col.name for c in load_contracts().values() for col in c.columns if "direct identifier" in (col.comment or ""))
 
 
 def free_text_columns(c: Any) -> list[str]:
-    """The free-text columns of a table's contract (string columns of :data:`FREE_TEXT`)."""
-    return [col.name for col in c.columns if col.sql_type == "STRING" and col.name in FREE_TEXT]
+    """The free-text columns of a table's contract (TBLPROPERTIES ``stedi.free_text``, strings)."""
+    return [col.name for col in c.columns if col.sql_type == "STRING" and col.name in c.free_text]
 
 
 # -- consent -------------------------------------------------------------------------------------

@@ -191,13 +191,11 @@ class SparkTables(SparkEngine):
     def write(self, frame: DataFrame, c: Contract, run_id: str) -> Written:
         """Write ``frame`` into table ``c``'s data folder from the executors, in the contract's
         column order and types, each column with its Iceberg field id, no statistics for personal
-        columns (:data:`stedi.privacy.PERSONAL_COLUMNS`): the files, as full URIs."""
+        columns (the contract's ``stedi.personal``): the files, as full URIs."""
         from pyiceberg.io.pyarrow import schema_to_pyarrow
         from pyspark.sql import functions as F
 
         from stedi import spark_files
-        from stedi.privacy import PERSONAL_COLUMNS
-
         table = self.wh.table(c.name)
         folder = f"{table.location().rstrip('/')}/data/spark-{run_id}-{uuid.uuid4().hex[:8]}"
         self.written.append(folder)
@@ -205,7 +203,7 @@ class SparkTables(SparkEngine):
             folder,
             schema_to_pyarrow(table.schema(), include_field_ids=True),
             self.props,
-            statistics=[n for n in c.column_names if n not in PERSONAL_COLUMNS],
+            statistics=[n for n in c.column_names if n not in c.personal],
             compression=table.properties.get("write.parquet.compression-codec", "zstd"),
             target_bytes=int(table.properties.get("write.target-file-size-bytes", 128 * 1024 * 1024)),
         )

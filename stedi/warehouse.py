@@ -40,7 +40,6 @@ from stedi.catalogs import OWNER  # noqa: F401 — where it was first defined
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
 from stedi.errors import ConfigError, StediError
-from stedi.privacy import PERSONAL_COLUMNS
 from stedi.storage import PRIVATE, Storage
 
 if TYPE_CHECKING:
@@ -82,7 +81,7 @@ def table_properties(c: Contract) -> dict[str, str]:
     """The properties a table is created with (and brought up to): physical settings, the contract's
     own, and no column statistics beyond counts for personal columns, so that no manifest holds an
     email or a serial number as a lower or upper bound (an erased person would survive there)."""
-    personal = {f"write.metadata.metrics.column.{n}": "counts" for n in c.column_names if n in PERSONAL_COLUMNS}
+    personal = {f"write.metadata.metrics.column.{n}": "counts" for n in c.personal}
     return TABLE_PROPERTIES | personal | dict(c.properties) | {"comment": c.description}
 
 

@@ -25,7 +25,8 @@ CREATE TABLE device_notes (
     note  STRING COMMENT 'What was said'
 )
 COMMENT 'Support notes about consenting customers'
-TBLPROPERTIES ('stedi.owner' = 'email', 'stedi.owner_kind' = 'email', 'stedi.zone' = 'trusted', 'stedi.grain' = 'one row per note');
+TBLPROPERTIES ('stedi.owner' = 'email', 'stedi.owner_kind' = 'email', 'stedi.zone' = 'trusted', 'stedi.grain' = 'one row per note',
+             'stedi.personal' = 'email,note', 'stedi.free_text' = 'note');
 """
 
 
@@ -55,6 +56,12 @@ def test_a_new_table_with_an_owner_is_covered_by_forget_and_the_audit(tmp_path, 
     found = audit(wh, KEY)  # Bob did not consent: his note may not be in a trusted table
     assert [(v.table, v.check) for v in found if v.table == "device_notes"], found
     assert all(b not in str(v) for v in found)  # violations name counts, never an email
+
+    import pyarrow.parquet as pq
+
+    files = list((tmp_path / "wh" / "iceberg" / "stedi" / "device_notes" / "data").rglob("*.parquet"))
+    footers = [pq.ParquetFile(p).metadata.row_group(0).column(0) for p in files]
+    assert footers and not any(col.is_stats_set and col.statistics.has_min_max for col in footers)  # its personal columns too
 
     forget(wh, KEY, [ann["email"].upper()])
     left = wh.scan("device_notes").collect()

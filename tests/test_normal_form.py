@@ -25,6 +25,7 @@ TEXT = st.text(st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled
 @given(st.lists(TEXT, min_size=1, max_size=8))
 @example(["Ann@Example.com", "  ANN@EXAMPLE.COM\t", "ann@example.com\u200b", "ａｎｎ＠example.com", "ANN@EXAMPLE.COM\u00a0"])
 @example(["Ǆ", "ǅ", "ǆ", "Σ", "ΑΣ", "İ", "ß", "ẞ", "ﬁ", "\u1e9e\u0301"])
+@example(["\n", "ann@example.com\n", "\r\n", "a\nb"])
 def test_python_and_polars_agree_on_every_input(values):
     expected = [normal_form(v) for v in values]
     frame = pl.LazyFrame({"v": values}, schema={"v": pl.String})
@@ -36,6 +37,7 @@ def test_python_and_polars_agree_on_every_input(values):
 @settings(max_examples=max(5, settings().max_examples // 10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(TEXT, min_size=1, max_size=20))
 @example(["Ann@Example.com", "  ANN@EXAMPLE.COM\t", "ann@example.com\u200b", "ａｎｎ＠example.com", None])
+@example(["\n", "ann@example.com\n", "\r\n", "a\nb"])  # Java's $ matches before a final line break
 def test_spark_agrees_with_python_on_every_input(spark, values):
     import narwhals as nw
 

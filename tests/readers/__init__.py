@@ -80,13 +80,13 @@ def assert_plain_iceberg_files(wh, names, *, footers: bool) -> int:
     the Parquet footer). Returns how many files were checked."""
     import pyarrow.parquet as pq
 
-    from stedi.privacy import PERSONAL_COLUMNS
+    from stedi.contracts import contract
 
     checked = 0
     for name in names:
         table = wh.table(name)
         schema = table.schema()
-        personal = {f.field_id: f.name for f in schema.fields if f.name in PERSONAL_COLUMNS}
+        personal = {f.field_id: f.name for f in schema.fields if f.name in contract(name).personal}
         snapshot = table.current_snapshot()
         assert snapshot is not None, name
         for manifest in snapshot.manifests(table.io):
