@@ -12,4 +12,4 @@ CREATE TABLE quarantine (
     quarantined_at TIMESTAMP NOT NULL COMMENT 'When it was set aside'
 )
 COMMENT 'Rows set aside with their reason'
-TBLPROPERTIES ('stedi.owner' = 'owner', 'stedi.owner_kind' = 'identifier', 'stedi.zone' = 'system', 'stedi.grain' = 'one row per rejected line or row', 'stedi.personal' = 'raw,owner', 'stedi.free_text' = 'raw');
+TBLPROPERTIES ('stedi.owner' = 'owner', 'stedi.owner_kind' = 'identifier', 'stedi.zone' = 'system', 'stedi.grain' = 'one row per rejected line or row', 'stedi.personal' = 'reason,raw,owner', 'stedi.free_text' = 'reason,raw');

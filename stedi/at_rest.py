@@ -3,9 +3,9 @@
 Landing copies, Parquet data files, Iceberg metadata and manifests, the SQLite catalog and the
 quarantine can each hold a person's data. Locally they are created with files 0600 and folders
 0700, or, when the warehouse's settings name a ``group`` (``stedi.toml``: ``group = "research"``,
-or ``STEDI_GROUP``), 0660 and 2770 in that group: the set-group-id bit makes every new file and
-folder inherit the group. The private folder ``.stedi/`` (the keys, the journal, the lock) stays the
-owner's alone in either case: a group reads the tables, it does not write them. A writer applies this for as long as it holds the writers' lock (the
+or ``STEDI_GROUP``), 0640 and 2750 in that group (it reads, only the owner writes); the set-group-id bit makes every
+new file and folder inherit the group. The private folder ``.stedi/`` (the keys, the lock) stays the
+owner's alone in either case. A writer applies this for as long as it holds the writers' lock (the
 process's umask), and on taking the lock brings what is already there to it (a warehouse made by
 an older stedi, or with another group). In S3 the bucket's policy decides who reads what; see
 README's "Who sees what".
@@ -32,7 +32,7 @@ from stedi.storage import PRIVATE
 
 #: Permission bits of files and folders, private and shared with a group.
 FILE_MODE, DIR_MODE = 0o600, 0o700
-GROUP_FILE_MODE, GROUP_DIR_MODE = 0o660, 0o2770
+GROUP_FILE_MODE, GROUP_DIR_MODE = 0o640, 0o2750
 
 _umask = threading.Lock()
 
@@ -46,7 +46,8 @@ def group_id(group: str | None) -> int | None:
         return grp.getgrnam(name).gr_gid
     except KeyError:
         if name.isdigit():
-            return int(name)
+            with contextlib.suppress(KeyError):
+                return grp.getgrgid(int(name)).gr_gid
         raise ConfigError(f"group {name!r} (the warehouse's `group` setting) does not exist on this machine") from None
 
 
@@ -66,13 +67,10 @@ def create_private_file(path: Path, gid: int | None) -> None:
 
 
 def tighten(root: Path, gid: int | None) -> int:
-    """Bring every file and folder under ``root`` to the warehouse's modes (and group). Returns how
-    many were changed. Cheap when there is nothing to do: the root folder says whether it was done."""
+    """Bring every file and folder under ``root`` to the warehouse's modes (and group): what
+    someone loosened is put back. Returns how many were changed."""
     file_mode, dir_mode = modes(gid)
     if not root.is_dir():
-        return 0
-    st = root.stat()
-    if stat.S_IMODE(st.st_mode) == dir_mode and (gid is None or st.st_gid == gid):
         return 0
     changed = 0
     secrets = root / PRIVATE
@@ -91,20 +89,21 @@ def tighten(root: Path, gid: int | None) -> int:
                     os.chmod(name, mode)
                     changed += 1
         dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
-    os.chmod(root, dir_mode)  # last: the root's mode says the walk was done
     return changed
 
 
 @contextlib.contextmanager
-def private(root: Path, group: str | None) -> Iterator[None]:
+def private(root: Path, group: str | None, *, walk: bool = True) -> Iterator[None]:
     """Within: files and folders this process creates are private to the owner (and the group);
-    on entry, those under ``root`` are brought to it."""
+    on entry (``walk``), those under ``root`` are brought to it: a command's first hold of the lock
+    does, its later ones (a watch takes the lock every micro-batch) need not."""
     gid = group_id(group)
-    mask = 0o077 if gid is None else 0o007
+    mask = 0o077 if gid is None else 0o027
     with _umask:
         previous = os.umask(mask)
     try:
-        tighten(root, gid)
+        if walk:
+            tighten(root, gid)
         yield
     finally:
         with _umask:

@@ -71,8 +71,8 @@ class Settings:
     consent_scope
         ``all-history`` (default) or ``since-consent``; see :data:`CONSENT_SCOPES`.
     group
-        A group of this machine to share a local warehouse with: its files are then created 0660
-        and its folders 2770 in that group. ``None`` (default): readable by their owner only
+        A group of this machine to share a local warehouse with: its files are then created 0640
+        and its folders 2750 in that group (it reads, only the owner writes). ``None`` (default): readable by their owner only
         (0600 / 0700). See :mod:`stedi.at_rest`.
     retention_days
         Days of ordinary snapshots each run keeps for time travel (default 7; 0 keeps only the
@@ -187,8 +187,19 @@ def read_settings_file(warehouse: Path | str) -> dict[str, object]:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from err
     known = {f.name for f in fields(Settings)}
-    for name in values:
+    for name, value in values.items():
         if name not in FILE_SETTINGS:
             hint = "; set it in the environment or on the command line" if name in known else ""
             raise ConfigError(f"{path}: unknown setting {name!r} (allowed: {', '.join(FILE_SETTINGS)}){hint}")
+        kind = _FILE_TYPES.get(name, str)
+        ok = (isinstance(value, list) and all(isinstance(v, str) for v in value)) if kind is list else (
+            isinstance(value, kind) and not isinstance(value, bool)
+        )
+        if not ok:
+            wanted = {str: "a string", int: "a whole number", list: "a list of table names"}[kind]
+            raise ConfigError(f"{path}: {name} must be {wanted}, not {value!r}")
     return values
+
+
+#: The type of each setting in ``stedi.toml`` (the others are strings).
+_FILE_TYPES = {"retention_days": int, "tables": list}

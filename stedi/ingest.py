@@ -274,7 +274,7 @@ def _ingest(
                 f.received_name = ERASED_NAME  # a file named after an erased person: the name is not kept
             good, bad = f.parsed
             quarantined.append(bad)
-            batch.reasons.update(reason.split(": ")[0] for reason in bad["reason"].to_pylist())
+            batch.reasons.update(privacy.reason_kind(reason) for reason in bad["reason"].to_pylist())
             batch.files.append(
                 FileResult(f.received_name or f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
             )

@@ -50,6 +50,7 @@ class Snapshot:
     timestamp_ms: int
     manifest_list: str
     summary: dict[str, str]
+    sequence_number: int = 0  # one more for each snapshot a table commits (format v2)
 
     @property
     def run_id(self) -> str | None:
@@ -84,7 +85,9 @@ class TableState:
 
 
 def _snapshot(s: dict) -> Snapshot:
-    return Snapshot(s["snapshot-id"], s.get("parent-snapshot-id"), s["timestamp-ms"], s["manifest-list"], s.get("summary", {}))
+    return Snapshot(
+        s["snapshot-id"], s.get("parent-snapshot-id"), s["timestamp-ms"], s["manifest-list"], s.get("summary", {}), s.get("sequence-number", 0)
+    )
 
 
 class Lake:
@@ -337,12 +340,13 @@ class Lake:
                 continue
             log = [e for e in state.metadata.get("snapshot-log", ()) if e["timestamp-ms"] <= when]
             then = state.snapshot_by_id(log[-1]["snapshot-id"]) if log else None
-            # The snapshot after it (in the table's history) must be its child: else some snapshot in
-            # between was expired, and it may have been the one current then (pyiceberg drops expired
-            # snapshots from the log too). Likewise a first snapshot whose parent is gone.
-            after = sorted((x for x in state.snapshots if x.timestamp_ms > when), key=lambda x: x.timestamp_ms)
-            expected = then.id if then is not None else None
-            if (log and then is None) or (after and after[0].parent_id != expected):
+            # The snapshot after it must be the next one the table committed (sequence numbers count
+            # the commits): else some snapshot in between was expired, and it may have been the one
+            # current then (pyiceberg drops expired snapshots from the log, and a child's link to an
+            # expired parent). Likewise the first snapshot kept, when it is not the table's first.
+            after = sorted((x for x in state.snapshots if x.timestamp_ms > when), key=lambda x: x.sequence_number)
+            expected = then.sequence_number + 1 if then is not None else 1
+            if (log and then is None) or (after and after[0].sequence_number not in (expected, 0)):
                 state.problem = f"table {name} as of {run_id} has expired (retention removed that snapshot)"
                 continue
             state.snapshot = then  # None: the table had no rows then

@@ -265,8 +265,9 @@ def hold(wh: Warehouse, what: str, timeout: float) -> Iterator[None]:
     with (
         file_lock(lock_file(wh), what, deadline, busy, wh.on_wait),
         catalog_lock(wh, what, deadline),
-        contextlib.nullcontext() if wh.files.remote else at_rest.private(wh.root, wh.settings.group),
+        contextlib.nullcontext() if wh.files.remote else at_rest.private(wh.root, wh.settings.group, walk=not wh.tightened),
     ):
+        wh.tightened = True
         wh._holding = what
         try:
             # Tables loaded before the lock was ours may predate another writer's commit.

@@ -150,6 +150,17 @@ def coarsen_to_day(frame: nw.LazyFrame, **days: str) -> nw.LazyFrame:
 
 # -- what identifies a person ----------------------------------------------------------------------
 
+def reason_kind(reason: str) -> str:
+    """What a quarantine reason says without what it quotes from the data: the value that broke a
+    rule (after ": ") and any quoted field name (a received field may be named after a person,
+    ``field "ann@example.com" is given twice``), as summaries and the report show it."""
+    return re.sub(r'"[^"]*"', '"…"', reason.split(": ")[0])
+
+
+#: :func:`reason_kind` in DuckDB's SQL, over a column ``reason``.
+REASON_KIND_SQL = """regexp_replace(split_part(reason, ': ', 1), '"[^"]*"', '"…"', 'g')"""
+
+
 def direct_identifiers() -> frozenset[str]:
     """Columns that identify a person directly: those the contracts comment as a ``direct
     identifier`` (a name, an email, a phone, a birthday). Curated tables carry none of them."""

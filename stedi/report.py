@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from stedi import charts
 from stedi.contracts import ZONES, Contract, load_contracts
 from stedi.errors import ConfigError, StediError
+from stedi.privacy import REASON_KIND_SQL
 
 if TYPE_CHECKING:
     import duckdb
@@ -119,8 +120,8 @@ def gather(settings: Settings, runs: int = 10) -> Report:
         jobs, nodes, edges = _lineage()
         system = {"run_log", "quarantine"} <= seen  # only a reader of every zone sees them
         rules = _rules(con, contracts) if system else None
-        quarantine = _rows(con, """
-            SELECT target_table AS "table", split_part(reason, ': ', 1) AS reason, count(*) AS rows
+        quarantine = _rows(con, f"""
+            SELECT target_table AS "table", {REASON_KIND_SQL} AS reason, count(*) AS rows
             FROM quarantine GROUP BY ALL ORDER BY rows DESC, "table", reason
         """) if system else None
         recent = _runs(con, runs) if system else None
@@ -233,7 +234,8 @@ def _lineage() -> tuple[list[dict], pl.DataFrame, pl.DataFrame]:
     table one layer below the deepest of its inputs."""
     import polars as pl
 
-    from stedi.runner import DERIVED, load_jobs
+    from stedi.evaluation import DERIVED
+    from stedi.jobs import load_jobs
 
     contracts = load_contracts()
     jobs = load_jobs()

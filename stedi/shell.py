@@ -71,8 +71,33 @@ def prepared(settings: Settings, as_of: str | None = None) -> Iterator[list[str]
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: The shell's own options a user may add: how results look, and commands (which run after the
+#: sandbox and safe mode are set). Not those that read a file or open another database (-f, -init,
+#: a database name, -unsigned, ...): they would step out of the sandbox before it is set.
+SHELL_FLAGS = frozenset(
+    "-ascii -box -column -csv -html -json -line -list -markdown -quote -table -header -noheader -echo -bail -batch -interactive".split()
+)
+SHELL_OPTIONS = frozenset({"-c", "-s", "-cmd", "-nullvalue", "-separator", "-newline"})  # each takes a value
+
+
+def checked(extra: tuple[str, ...]) -> tuple[str, ...]:
+    """``extra`` if every one is an option the shell may be given (:data:`SHELL_FLAGS`, :data:`SHELL_OPTIONS`)."""
+    i = 0
+    while i < len(extra):
+        arg = extra[i]
+        if arg in SHELL_OPTIONS and i + 1 < len(extra):
+            i += 2
+            continue
+        if arg not in SHELL_FLAGS:
+            allowed = " ".join(sorted(SHELL_FLAGS | SHELL_OPTIONS))
+            raise StediError(f"refused: the shell takes only these of its options ({allowed}), not {arg!r}")
+        i += 1
+    return extra
+
+
 def run(settings: Settings, as_of: str | None = None, extra: tuple[str, ...] = ()) -> int:
     """Run the shell (interactive on a terminal, a script from a pipe); its exit code."""
+    extra = checked(extra)
     with prepared(settings, as_of) as argv:
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the shell's to handle
         try:

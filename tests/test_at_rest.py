@@ -76,7 +76,7 @@ def test_a_named_group_shares_the_tables_but_not_the_keys(tmp_path):
         if rel.parts[:1] == (".stedi",):
             assert mode == (0o700 if is_dir else 0o600), (rel, oct(mode))  # the keys stay the owner's
         else:
-            assert (mode, gid) == ((0o2770 if is_dir else 0o660), group.gr_gid), (rel, oct(mode), gid)
+            assert (mode, gid) == ((0o2750 if is_dir else 0o640), group.gr_gid), (rel, oct(mode), gid)
 
 
 def test_an_older_warehouse_is_brought_to_private_on_the_next_write(tmp_path):
@@ -85,6 +85,18 @@ def test_an_older_warehouse_is_brought_to_private_on_the_next_write(tmp_path):
     for path in [root, *root.rglob("*")]:  # as an older stedi (umask 022) left it
         path.chmod(0o755 if path.is_dir() else 0o644)
     assert _etl(root, "run").exit_code == 0
+    loose = [p for p, (mode, _, is_dir) in _modes(root).items() if mode != (0o700 if is_dir else 0o600)]
+    assert loose == []
+
+
+def test_a_file_loosened_in_a_private_warehouse_is_put_back_by_the_next_writer(tmp_path):
+    root = tmp_path / "wh"
+    assert _etl(root, "ingest", "--run", str(SAMPLE)).exit_code == 0
+    loosened = [next(root.rglob("*.parquet")), root / "catalog.db", next((root / "landing").rglob("*.json"))]
+    for path in loosened:
+        path.chmod(0o644)
+    next((root / "iceberg").iterdir()).chmod(0o755)  # the root itself stays 0700
+    assert _etl(root, "ingest", str(SAMPLE)).exit_code == 0  # nothing new, but a writer all the same
     loose = [p for p, (mode, _, is_dir) in _modes(root).items() if mode != (0o700 if is_dir else 0o600)]
     assert loose == []
 

@@ -135,12 +135,15 @@ def test_history_lists_what_each_run_did(two_runs):
 
 def test_sql_as_of_a_run_reads_the_tables_as_it_left_them(two_runs):
     root, first, _ = two_runs
-    q = "SELECT (SELECT count(*) FROM customer_landing) AS landing, (SELECT count(*) FROM customer_trusted) AS trusted"
+    q = "SELECT (SELECT count(*) FROM customer_landing) AS landing, (SELECT count(*) FROM customer_consent_history) AS history"
     now = rows(etl(root, "sql", "--format", "csv", q))[0]
     then = rows(etl(root, "sql", "--format", "csv", "--as-of", first, q))[0]
     file_lines = sum(1 for _ in sorted((SAMPLE / "customer" / "landing").glob("*.json"))[0].open())
     assert int(then["landing"]) == file_lines < int(now["landing"])
-    assert int(then["trusted"]) <= int(now["trusted"])
+    assert 0 < int(then["history"]) <= int(now["history"])
+    # the second batch withdrew someone's consent: customer_trusted as the first run left it held them
+    gone = etl(root, "sql", "--as-of", first, "SELECT count(*) FROM customer_trusted")
+    assert gone.exit_code == 1 and "has expired" in gone.stderr
     result = etl(root, "sql", "--as-of", "run-nope", "SELECT 1")
     assert result.exit_code == 1 and "no run 'run-nope'" in result.stderr
 
@@ -161,3 +164,17 @@ def test_as_of_an_expired_run_says_so(two_runs, tmp_path):
             maintenance.expire_all_older(wh, name)
     result = etl(copy, "sql", "--as-of", first, "SELECT count(*) FROM customer_trusted")
     assert result.exit_code == 1 and "expired" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["-f", "/etc/passwd"], ["-init", "/etc/passwd"], ["/tmp/other.duckdb"], ["-unsigned"], ["-csv", "-f", "x"]])
+def test_the_shell_refuses_options_that_would_read_a_file(two_runs, args):
+    root, _, _ = two_runs
+    done = shell(root, "SELECT 1;\n", *args)
+    assert done.returncode == 1 and done.stderr.strip().startswith("Error: refused: the shell takes only these of its options")
+    assert "root:" not in done.stdout + done.stderr
+
+
+def test_the_shell_takes_its_output_options_and_commands(two_runs):
+    root, _, _ = two_runs
+    done = shell(root, "", "-csv", "-noheader", "-c", "SELECT 40 + 2")
+    assert done.returncode == 0 and done.stdout.split() == ["42"], done.stderr

@@ -204,3 +204,26 @@ def test_wide_rows_print_as_records_on_100_columns(monkeypatch):
     sink.seek(0)
     output._print_table(None, ("a", "b"), [(1, "two")])
     assert "┃ a ┃ b" in sink.getvalue()  # a narrow table stays a table
+
+
+@pytest.mark.parametrize("command", [["audit"], ["run"], ["forget", "--dry-run", "--email", "a@b.co"]])
+def test_a_truncated_metadata_file_is_one_line_for_writers_and_the_audit_too(damaged, command):
+    metadata = sorted((damaged / "iceberg" / "stedi" / "customer_trusted" / "metadata").glob("*.metadata.json"))[-1]
+    metadata.write_text(metadata.read_text()[:200])
+    one_line(etl(damaged, *command), "metadata")
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("catalog_uri = 5", "catalog_uri must be a string, not 5"),
+        ("retention_days = true", "retention_days must be a whole number, not True"),
+        ('tables = ["step_trainer_trusted", 1]', "tables must be a list of table names"),
+        ('zone = ["curated"]', "zone must be a string"),
+    ],
+)
+def test_a_mistyped_setting_in_stedi_toml_is_one_line(built, tmp_path, setting, says):
+    root = tmp_path / "wh"
+    shutil.copytree(built, root)
+    (root / "stedi.toml").write_text(setting + "\n")
+    one_line(etl(root, "tables"), says)

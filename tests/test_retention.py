@@ -165,3 +165,21 @@ def test_the_warehouse_file_sets_the_retention(tmp_path):
     from stedi.config import resolve
 
     assert resolve({}, warehouse=str(tmp_path / "wh")).retention_days == 30
+
+
+def test_as_of_a_run_all_of_whose_snapshots_went_says_expired(tmp_path):
+    """Every snapshot a table had as of the run held the withdrawn customer: none survives before the
+    withdrawal, and pyiceberg unlinks the next snapshot from its expired parent."""
+    people = [customer(n) for n in ("Ann First", "Bob First", "Cat First")]
+    env = {"STEDI_PSEUDONYM_KEY": KEY.decode()}
+    runner, wh = CliRunner(), str(tmp_path / "wh")
+    b1 = write_landing(tmp_path / "b1", people, [reading(p["email"], T0 + i) for p in people for i in range(3)], name="b1")
+    b2 = write_landing(tmp_path / "b2", [people[0] | {"lastUpdateDate": T0 + 5000, "shareWithResearchAsOfDate": None}], name="b2")
+    for src in (b1, b2):
+        assert runner.invoke(cli, ["--warehouse", wh, "ingest", "--run", str(src)], env=env).exit_code == 0
+    w = Warehouse.open(Settings(warehouse=wh))
+    first = min(w.scan("run_log").collect()["run_id"])
+    result = runner.invoke(cli, ["--warehouse", wh, "sql", "--as-of", first, "SELECT count(*) FROM accelerometer_trusted"], env=env)
+    assert result.exit_code == 1 and "has expired" in result.output, result.output
+    landing = runner.invoke(cli, ["--warehouse", wh, "sql", "--format", "csv", "--as-of", first, "SELECT count(*) AS n FROM accelerometer_landing"], env=env)
+    assert landing.exit_code == 0 and landing.output.split()[-1] == "9"  # landing keeps its history

@@ -113,3 +113,14 @@ def test_raw_landing_copies_only_for_a_reader_who_asked_for_the_landing_zone(roo
     for escape in (f"{root}/landing/../.stedi/pseudonym.key", f"{raw.parent}/../../.stedi/key.json"):
         result = etl(root, "sql", "--zone", "landing", f"SELECT * FROM read_text('{escape}')")
         assert result.exit_code == 1 and "refused" in result.stderr, escape
+
+
+@pytest.mark.parametrize("command", [["forget", "--dry-run", "--email", "ann@example.com"], ["rotate-key", "--yes"]])
+def test_a_zoned_reader_cannot_look_people_up(root, command):
+    """forget --dry-run would tell a curated-zone reader an email's customer_key (and whether they consented)."""
+    result = etl(root, *command, env={"STEDI_ZONE": "curated"})
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        f"Error: {command[0]} needs the whole warehouse: a reader limited to the curated zone may not look people up "
+        "(it would link an email to its customer_key)"
+    ]

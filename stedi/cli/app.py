@@ -37,6 +37,11 @@ def _fail_cleanly(fn):
             if wh is not None and wh.files.remote:  # an endpoint down, a refused request, ...
                 raise click.ClickException(str(storage_error(err, wh.location))) from None
             raise click.ClickException(f"{err.strerror or first_line(err)}: {err.filename or ''}".rstrip(": ")) from None
+        except Exception as err:
+            # pyiceberg reading a damaged metadata file raises its own or pydantic's errors
+            if type(err).__module__.split(".")[0] in ("pydantic", "pydantic_core", "pyiceberg"):
+                raise click.ClickException(f"the warehouse's Iceberg metadata cannot be read: {first_line(err)}") from None
+            raise
 
     return wrapper
 

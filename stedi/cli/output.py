@@ -78,7 +78,9 @@ def _print_table(title: str | None, columns: tuple[str, ...], rows: list[tuple])
         any(isinstance(r[i], int | float) for r in rows) and all(r[i] is None or isinstance(r[i], int | float) for r in rows)
         for i in range(len(columns))
     ]
-    cells = [["NULL" if v is None else str(v) for v in row] for row in rows]
+    columns = tuple(visible(c) for c in columns)
+    title = visible(title) if title else title
+    cells = [["NULL" if v is None else visible(str(v)) for v in row] for row in rows]
     if _too_wide(columns, cells, console.width):
         _print_records(console, title, columns, cells)
         return
@@ -88,6 +90,19 @@ def _print_table(title: str | None, columns: tuple[str, ...], rows: list[tuple])
     for row in cells:
         table.add_row(*(Text(v) for v in row))
     console.print(table)
+
+
+#: Characters that would act on a terminal rather than show (C0 and C1 controls, DEL, the bidi
+#: overrides and isolates that reorder what follows), shown as escapes instead.
+_ACTING = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), *range(0x7F, 0xA0)]} | {
+    c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+}
+
+
+def visible(text: str) -> str:
+    """``text`` as a terminal should show data: its control characters as escapes (``\\x1b``), so a
+    value cannot clear the screen, set the title or break a row."""
+    return text.translate(_ACTING)
 
 
 #: The narrowest a column may get before a table is printed record by record instead.

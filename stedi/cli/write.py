@@ -229,6 +229,7 @@ def forget(obj: _Context, emails: tuple[str, ...], from_file, dry_run: bool, yes
     from stedi.erasure import forget as run_forget
     from stedi.erasure import normalised_emails, read_emails
 
+    _whole_warehouse(obj, "forget")
     wanted = [*emails, *(read_emails(_text_lines(from_file)) if from_file else [])]
     people = normalised_emails(wanted)  # a malformed one is an error before anything is touched
     if not dry_run and not yes and _is_terminal() and sys.stdin.isatty():
@@ -287,6 +288,7 @@ def rotate_key(obj: _Context, yes: bool) -> None:
     """
     from stedi.rotation import rotate_key as run_rotate
 
+    _whole_warehouse(obj, "rotate-key")
     if not yes and _is_terminal() and sys.stdin.isatty():
         click.confirm(f"change the pseudonym key of {obj.settings.location} and rebuild every table?", abort=True)
     with obj.warehouse.lock("stedi-etl rotate-key"):
@@ -298,3 +300,11 @@ def rotate_key(obj: _Context, yes: bool) -> None:
     )
 
 
+def _whole_warehouse(obj: _Context, command: str) -> None:
+    """``forget`` and ``rotate-key`` look people up by email and print their pseudonyms (a dry run
+    too): not for a reader limited to a zone, for whom an email must not lead to a customer_key."""
+    if obj.settings.zone != "all" or obj.settings.tables:
+        raise StediError(
+            f"{command} needs the whole warehouse: a reader limited to the {obj.settings.zone} zone may not look people up "
+            "(it would link an email to its customer_key)"
+        )
