@@ -75,7 +75,7 @@ def prepared(settings: Settings, as_of: str | None = None) -> Iterator[list[str]
 #: sandbox and safe mode are set). Not those that read a file or open another database (-f, -init,
 #: a database name, -unsigned, ...): they would step out of the sandbox before it is set.
 SHELL_FLAGS = frozenset(
-    "-ascii -box -column -csv -html -json -line -list -markdown -quote -table -header -noheader -echo -bail -batch -interactive".split()
+    ["-ascii", "-box", "-column", "-csv", "-html", "-json", "-line", "-list", "-markdown", "-quote", "-table", "-header", "-noheader", "-echo", "-bail", "-batch", "-interactive"]
 )
 SHELL_OPTIONS = frozenset({"-c", "-s", "-cmd", "-nullvalue", "-separator", "-newline"})  # each takes a value
 
