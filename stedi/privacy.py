@@ -152,13 +152,18 @@ def coarsen_to_day(frame: nw.LazyFrame, **days: str) -> nw.LazyFrame:
 
 def reason_kind(reason: str) -> str:
     """What a quarantine reason says without what it quotes from the data: the value that broke a
-    rule (after ": ") and any quoted field name (a received field may be named after a person,
-    ``field "ann@example.com" is given twice``), as summaries and the report show it."""
-    return re.sub(r'"[^"]*"', '"…"', reason.split(": ")[0])
+    rule (after ": ") and any quoted field name that is no column of a contract (a received field
+    may be named after a person: ``field "ann@example.com" is given twice``), as summaries and the
+    report show it. ``field "birthDay" does not fit date`` stays as it is."""
+    known = _contract_columns()
+    return re.sub(r'"([^"]*)"', lambda m: m.group(0) if m.group(1) in known else '"…"', reason.split(": ")[0])
 
 
-#: :func:`reason_kind` in DuckDB's SQL, over a column ``reason``.
-REASON_KIND_SQL = """regexp_replace(split_part(reason, ': ', 1), '"[^"]*"', '"…"', 'g')"""
+@functools.cache
+def _contract_columns() -> frozenset[str]:
+    from stedi.contracts import load_contracts
+
+    return frozenset(col for c in load_contracts().values() for col in c.column_names)
 
 
 def direct_identifiers() -> frozenset[str]:

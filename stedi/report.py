@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING
 from stedi import charts
 from stedi.contracts import ZONES, Contract, load_contracts
 from stedi.errors import ConfigError, StediError
-from stedi.privacy import REASON_KIND_SQL
 
 if TYPE_CHECKING:
     import duckdb
@@ -120,10 +119,7 @@ def gather(settings: Settings, runs: int = 10) -> Report:
         jobs, nodes, edges = _lineage()
         system = {"run_log", "quarantine"} <= seen  # only a reader of every zone sees them
         rules = _rules(con, contracts) if system else None
-        quarantine = _rows(con, f"""
-            SELECT target_table AS "table", {REASON_KIND_SQL} AS reason, count(*) AS rows
-            FROM quarantine GROUP BY ALL ORDER BY rows DESC, "table", reason
-        """) if system else None
+        quarantine = _quarantine(con) if system else None
         recent = _runs(con, runs) if system else None
         over_time, bucket, width = _readings_over_time(con, {n: contracts[n] for n in names})
         ml = contracts["machine_learning_curated"]
@@ -192,6 +188,20 @@ def render(report: Report) -> str:
 
 def _rows(con: duckdb.DuckDBPyConnection, query: str) -> list[dict]:
     return con.sql(query).to_arrow_table().to_pylist()
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection) -> list[dict]:
+    """Rows set aside by table and kind of reason (:func:`stedi.privacy.reason_kind`: no value, no
+    field name that is not a contract's column)."""
+    from collections import Counter
+
+    from stedi.privacy import reason_kind
+
+    counts: Counter = Counter()
+    for r in _rows(con, "SELECT target_table, reason, count(*) AS n FROM quarantine GROUP BY ALL"):
+        counts[(r["target_table"], reason_kind(r["reason"]))] += r["n"]
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1]))
+    return [{"table": table, "reason": reason, "rows": n} for (table, reason), n in ordered]
 
 
 #: The consent funnel: each stage's customers, and each sensor's readings per zone, by the table
