@@ -234,9 +234,9 @@ def test_a_headless_browser_draws_every_chart_without_a_console_error(report):
 
 
 def test_the_lineage_puts_each_table_below_its_inputs():
-    from stedi.report import _lineage
     from stedi.evaluation import DERIVED
     from stedi.jobs import load_jobs
+    from stedi.report import _lineage
 
     _, nodes, edges = _lineage()
     depth = dict(zip(nodes["name"], nodes["y"], strict=True))
