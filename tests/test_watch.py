@@ -269,7 +269,7 @@ def wrapped(*args, **kwargs):
     if calls[0] == n:
         for name in signals:
             os.kill(os.getpid(), getattr(signal, name))
-            time.sleep(0.2)
+            time.sleep(0.8)  # a second press, a moment later (stedi.cli.watch.SECOND_PRESS_S)
     return original(*args, **kwargs)
 runner.run = wrapped
 sys.argv = ["stedi-etl", *sys.argv[3:]]
