@@ -114,6 +114,7 @@ class _Found:
 
     owned: dict[str, list[str]] = field(default_factory=dict)  # column -> exact stored values of their rows
     mentioning: pl.DataFrame | None = None  # other people's rows mentioning them, as stored
+    mention_values: dict[str, list[str]] = field(default_factory=dict)  # column -> its values that mention them
     erased_rows: pl.DataFrame | None = None  # those rows, erased (landing: re-parsed)
 
 
@@ -278,6 +279,10 @@ def _find(
                 _blank(records, rows, lineage)
             else:
                 found.mentioning = rows
+                found.mention_values = {
+                    t: [v for v in rows[t].unique().to_list() if v is not None and set(privacy.identifiers_in(v)) & targets.keys()]
+                    for t in texts
+                }
                 found.erased_rows = _erased(rows, texts, targets)
                 if c.zone == "landing":
                     _redact(wh, records, rows, targets)
@@ -365,11 +370,10 @@ def _change(wh: Warehouse, name: str, f: _Found, props: dict[str, str]) -> Trans
     a row whose column of *another* branch of an ``Or`` is null, so a filter over two columns would
     keep rows it matches."""
     filters: list[BooleanExpression] = [In(column, vals) for column, vals in f.owned.items() if vals]
-    if f.mentioning is not None:
-        for t in _text_columns(contract(name)):
-            vals = [v for v in f.mentioning[t].unique().to_list() if v is not None]
-            if vals:
-                filters.append(In(t, vals))
+    # the rows that mention them, by the values that do: every row holding such a value mentions
+    # them (and is among those replaced), while a value of another column of such a row (a phone,
+    # a name) may be anyone's
+    filters += [In(t, vals) for t, vals in f.mention_values.items() if vals]
     tx = wh.table(name).transaction()
     for where in filters:
         tx.delete(where, snapshot_properties=props)

@@ -115,3 +115,27 @@ def test_a_dry_run_says_what_forget_would_do_and_changes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     assert "dry run: nothing changed" in result.output and "1 person(s) would be erased" in result.output
     assert {p: p.read_bytes() for p in wh.root.rglob("*") if p.is_file() and "lock" not in p.name} == tree
+
+
+@pytest.mark.parametrize("shared", ["phone", "customerName"])
+def test_erasing_a_mention_keeps_everyone_who_shares_another_value_with_that_row(tmp_path, shared):
+    """The row that mentions Eve is replaced; rows that share its phone (or, in its other text
+    columns, any value) with it are other people's, and stay whole."""
+    phone = "8015551212"
+    eve = customer("Eve E", phone=phone)
+    friend = customer("Fay F", phone=phone, customerName="friend of eve.e@test.com")
+    others = [customer(f"Oth{i} O", phone=phone) for i in range(3)]
+    if shared == "customerName":
+        others = [o | {"customerName": "Same Name"} for o in others] + [customer("Gus G", customerName="Same Name")]
+    for i, record in enumerate([eve, friend, *others]):
+        _write(tmp_path / "src", "customer", f"c{i}.json", [json.dumps(record)])
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, tmp_path / "src", KEY)
+    run(wh, KEY)
+    before = {e.lower() for e in wh.scan("customer_landing").collect()["email"]}
+    forget(wh, KEY, ["EVE.E@test.com"])
+    after = wh.scan("customer_landing").collect()
+    assert {e.lower() for e in after["email"]} == before - {"eve.e@test.com"}
+    fay = after.filter(after["email"].str.to_lowercase() == friend["email"].lower())
+    assert fay["customerName"].to_list() == ["[erased]"] and fay["phone"].to_list() == [phone]
+    assert wh.info("customer_trusted").rows == len(before) - 1
