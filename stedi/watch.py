@@ -83,6 +83,16 @@ class Batch:
 class _Seen:
     stamp: tuple  # (size, modified) as listed
     at: float  # monotonic time of the look that first saw this stamp
+    wall: float = 0.0  # the same, as epoch seconds
+
+
+def _arrival(modified: float | None, first_seen: float, now: float) -> float:
+    """When a file became complete, as well as a watch can tell: its modification time, unless that
+    is before the watch first saw it (a copy keeping an old time: ``cp -p``, ``tar x``) or after now
+    (a skewed clock); then the first look that saw it, or now."""
+    if not modified:
+        return first_seen
+    return min(max(modified, first_seen - 1.0), now)
 
 
 @dataclass
@@ -131,16 +141,19 @@ class Inbox:
                 continue
             seen = self.seen.get(path)
             if seen is None or seen.stamp != stamp:
-                self.seen[path] = seen = _Seen(stamp, now)
+                self.seen[path] = seen = _Seen(stamp, now, wall)
                 if not self.local:  # an object is whole once listed
-                    complete.append((name, RawFile(self.fs, path), stamp[1] or wall))
+                    complete.append((name, RawFile(self.fs, path), _arrival(stamp[1], seen.wall, wall)))
                 else:
                     writing += 1
                 continue
-            if self.local and wall - stamp[1] < self.settle:
+            # unchanged since the last look, and for `settle` seconds: by its modification time, or
+            # by this watch's own clock (a time in the future, from a skewed clock or rsync -t,
+            # would otherwise never settle)
+            if self.local and wall - stamp[1] < self.settle and now - seen.at < self.settle:
                 writing += 1
                 continue
-            complete.append((name, RawFile(self.fs, path), stamp[1] or wall))
+            complete.append((name, RawFile(self.fs, path), _arrival(stamp[1], seen.wall, wall)))
         complete.sort(key=lambda item: (item[2], item[1].path))  # oldest first
         return complete, writing
 

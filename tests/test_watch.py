@@ -405,3 +405,17 @@ def test_a_bad_source_is_one_line_and_exit_1(tmp_path, make, expected):
     result = CliRunner().invoke(cli, ["--warehouse", str(tmp_path / "wh"), "watch", "--once", str(source)], env={"STEDI_PSEUDONYM_KEY": KEY.decode()})
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == [f"Error: source {source} {expected}" + (" (expected customer/landing/*.json, ...)" if make else "")]
+
+
+@pytest.mark.parametrize(("shift", "why"), [(2 * 3600, "a clock ahead"), (-25 * 365 * 86400, "a copy keeping an old time")])
+def test_a_files_odd_modification_time_neither_blocks_it_nor_skews_the_delay(tmp_path, parts, shift, why):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for f in deliver(parts[0], inbox):
+        os.utime(f, (time.time() + shift, time.time() + shift))
+    started = time.monotonic()
+    done = subprocess.run([*_watch_cmd(tmp_path / "wh", inbox)[:-1], "--once", str(inbox)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    delays = [float(line.rsplit("delay ", 1)[1].rstrip("s")) for line in done.stdout.splitlines() if "delay " in line]
+    assert delays and all(0 <= d <= time.monotonic() - started for d in delays), (why, done.stdout)
+    assert manifest_rows(tmp_path / "wh") == len(list(inbox.rglob("*.json")))

@@ -88,10 +88,14 @@ def sql(obj: _Context, query: tuple[str, ...], file: str | None, fmt: str, limit
 def _write_csv(result) -> None:
     """CSV with a header, as pyarrow writes it: text quoted, numbers, booleans and times bare, NULL
     empty; lists and structs as JSON text."""
+    from stedi.cli.output import visible
+
+    # into a file or a pipe the data as it is; on a terminal, nothing in it may act on the terminal
+    shown = visible if sys.stdout.isatty() else (lambda text: text)
     write = sys.stdout.write
-    write(",".join(_quoted(c) for c in result.columns) + "\n")
+    write(shown(",".join(_quoted(c) for c in result.columns)) + "\n")
     for row in result.rows:
-        write(",".join(_csv_cell(v) for v in row) + "\n")
+        write(shown(",".join(_csv_cell(v) for v in row)) + "\n")
     sys.stdout.flush()
 
 
@@ -137,7 +141,8 @@ def _print_result(result, limit: int | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @click.option(
     "--max-delay",
-    type=click.FloatRange(min=0),
+    type=click.FloatRange(min=0, max=10 * 365 * 86400),
+    callback=lambda ctx, param, v: _finite(v),  # nan, inf: a monitor that would never alarm
     default=None,
     metavar="SECONDS",
     help="Exit 1 if a curated table is staler: its last update older than SECONDS, unless a watch "
@@ -370,3 +375,9 @@ def audit(obj: _Context) -> None:
     _console().print("audit passed: no privacy violation found")
 
 
+def _finite(value: float | None) -> float | None:
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
