@@ -243,7 +243,7 @@ def _ingest(
         f = _File(name, path, len(data), hashlib.sha256(data).hexdigest(), f"landing/{name}/{stored_names[id(path)]}{suffix}")
         if f.sha256 not in at_start:
             copies.append(f.stored_path)  # list.append is atomic: safe from the workers
-            wh.files.write(f.stored_path, data)
+            wh.files.write(f.stored_path, data, durable=False)
             plain = framing.decompress(data, str(path))
             c = contract(tables[name])
             f.parsed = parse.parse(c, plain, f.stored_path, now, batch.batch_id)
@@ -252,7 +252,7 @@ def _ingest(
                 if changes:
                     new_plain, _ = framing.replace_records(plain, changes)
                     new = gzip.compress(new_plain, mtime=0) if path.compressed else new_plain
-                    wh.files.write(f.stored_path, new)
+                    wh.files.write(f.stored_path, new, durable=False)
                     f.parsed = parse.parse(c, new_plain, f.stored_path, now, batch.batch_id)
                     f.suppressed = len(changes)
                     f.stored = (hashlib.sha256(new).hexdigest(), len(new))

@@ -150,10 +150,12 @@ class Storage:
         """The content of ``rel``; FileNotFoundError when there is none."""
         return self.fs.cat_file(self.path(rel))
 
-    def write(self, rel: str, content: bytes) -> None:
+    def write(self, rel: str, content: bytes, *, durable: bool = True) -> None:
         """Replace ``rel`` with ``content`` atomically and durably. Locally: a new file beside it,
         flushed to disk, renamed over it. In S3 a PUT is atomic: readers see the old object or the
-        new one, never a part. What goes into the private folder is written as :meth:`write_private`."""
+        new one, never a part. What goes into the private folder is written as :meth:`write_private`.
+        ``durable=False`` skips the flush to disk, as for the tables' own data files (a landing
+        copy: it counts only once the manifest that names it is committed)."""
         if rel.split("/", 1)[0] == PRIVATE:
             self.write_private(rel, content)
             return
@@ -166,8 +168,9 @@ class Storage:
         try:
             with open(tmp, "wb") as fh:
                 fh.write(content)
-                fh.flush()
-                os.fsync(fh.fileno())
+                if durable:
+                    fh.flush()
+                    os.fsync(fh.fileno())
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
