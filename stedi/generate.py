@@ -7,7 +7,11 @@
 * reading times fall on a shared clock, so many timestamps are shared by several customers;
 * some customers (8 %) have a later, updated record -- half of those give or withdraw consent.
 
-The same ``customers`` and ``seed`` always give the same bytes.
+The same ``customers`` and ``seed`` always give the same bytes. The data set is made a block of
+customers at a time and written as it is made (files of at most ``ROWS_PER_FILE`` rows), so memory
+stays bounded whatever ``customers`` is: a million customers need no more than ten thousand. A set
+that fits one block is drawn from the generator seeded with ``seed`` alone; block ``b`` after it
+from ``(seed, b)``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ PHONE_SHARE = 0.95
 CONSENT_SHARE = 0.5
 UPDATE_SHARE = 0.08
 ROWS_PER_FILE = 250_000
+BLOCK = 10_000  # customers made at once
 
 _FIRST = [
     "Santosh",
@@ -108,16 +113,37 @@ def generate(customers: int, seed: int, out: Path) -> Generated:
     """Write the data set into ``out`` (customer/landing, accelerometer/landing, step_trainer/landing)."""
     if customers < 1:
         raise ValueError("customers must be at least 1")
-    rng = np.random.default_rng(seed)
-    n = customers
-    idx = np.arange(n)
+    window = max(600 * customers, 60_000)  # ms; about 5 % of reading times are shared by two devices
+    writers = {
+        "customers": _Files(out / "customer" / "landing", "customer", T0 + 1),
+        "updates": _Files(out / "customer" / "landing", "customer", T0 + 2),
+        "accelerometer": _Files(out / "accelerometer" / "landing", "accelerometer", T0 + 10),
+        "step_trainer": _Files(out / "step_trainer" / "landing", "step_trainer", T0 + 10),
+    }
+    blocks = range(0, customers, BLOCK)
+    for b, first in enumerate(blocks):
+        rng = np.random.default_rng(seed if len(blocks) == 1 else [seed, b])
+        for name, frame in _block(rng, first, min(BLOCK, customers - first), window).items():
+            writers[name].add(frame)
+    for w in writers.values():
+        w.close()
+    return Generated(
+        customers,
+        writers["customers"].rows + writers["updates"].rows,
+        writers["accelerometer"].rows,
+        writers["step_trainer"].rows,
+        sum(w.files for w in writers.values()),
+    )
 
+
+def _block(rng: np.random.Generator, first_index: int, n: int, window: int) -> dict[str, pl.DataFrame]:
+    """The records and readings of ``n`` customers, numbered from ``first_index``."""
+    idx = np.arange(n)
     first = np.array(_FIRST)[rng.integers(0, len(_FIRST), n)]
     last = np.array(_LAST)[rng.integers(0, len(_LAST), n)]
     names = np.char.add(np.char.add(first, " "), last)
-    emails = [f"{f}.{l}{i}@example.com" for i, (f, l) in enumerate(zip(first, last, strict=True))]
+    emails = [f"{f}.{l}{first_index + i}@example.com" for i, (f, l) in enumerate(zip(first, last, strict=True))]
     serials = [str(uuid.UUID(bytes=bytes(b), version=4)) for b in rng.integers(0, 256, (n, 16), dtype=np.uint8)]
-    window = max(600 * n, 60_000)  # ms; about 5 % of reading times are shared by two devices
     registered = T0 + rng.integers(0, window // 2, n)
     consent = rng.random(n) < CONSENT_SHARE
 
@@ -179,13 +205,7 @@ def generate(customers: int, seed: int, out: Path) -> Generated:
             "z": axis[rng.integers(0, 3, acc_times.size)],
         }
     )
-
-    files = 0
-    files += _write(customers_df, out / "customer" / "landing", "customer", T0 + 1)
-    files += _write(updates_df, out / "customer" / "landing", "customer", T0 + 2)
-    files += _write(_shuffle_users(accel_df, rng), out / "accelerometer" / "landing", "accelerometer", T0 + 10)
-    files += _write(step_df, out / "step_trainer" / "landing", "step_trainer", T0 + 10)
-    return Generated(n, customers_df.height + updates_df.height, accel_df.height, step_df.height, files)
+    return {"customers": customers_df, "updates": updates_df, "accelerometer": _shuffle_users(accel_df, rng), "step_trainer": step_df}
 
 
 def _shuffle_users(df: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
@@ -197,12 +217,31 @@ def _shuffle_users(df: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
     return df.join(order, on="user", maintain_order="left").sort("rank", maintain_order=True).drop("rank")
 
 
-def _write(df: pl.DataFrame, folder: Path, stem: str, first_id: int) -> int:
-    if df.height == 0:
-        return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    chunks = max(1, -(-df.height // ROWS_PER_FILE))
-    size = -(-df.height // chunks)
-    for i in range(chunks):
-        df.slice(i * size, size).write_ndjson(folder / f"{stem}-{first_id + i * 100}.json")
-    return chunks
+class _Files:
+    """One source's landing files, written as rows come: ``ROWS_PER_FILE`` rows each, the last fewer;
+    file ``i`` is ``{stem}-{first_id + 100 i}.json``."""
+
+    def __init__(self, folder: Path, stem: str, first_id: int) -> None:
+        self.folder, self.stem, self.first_id = folder, stem, first_id
+        self.pending: list[pl.DataFrame] = []
+        self.buffered = self.rows = self.files = 0
+
+    def add(self, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self.pending.append(frame)
+            self.buffered += frame.height
+            self.rows += frame.height
+        while self.buffered >= ROWS_PER_FILE:
+            self._flush(ROWS_PER_FILE)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+
+    def _flush(self, rows: int) -> None:
+        frame = pl.concat(self.pending, rechunk=False)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        frame.slice(0, rows).write_ndjson(self.folder / f"{self.stem}-{self.first_id + self.files * 100}.json")
+        rest = frame.slice(rows)
+        self.pending, self.buffered = ([rest] if rest.height else []), rest.height
+        self.files += 1
