@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,11 +132,17 @@ class BucketLock:
 
     # -- the object ---------------------------------------------------------------------------------
     def _put(self, record: dict[str, Any], **condition: str) -> str | None:
-        """Write ``record`` if ``condition`` holds; its new ETag, or None if another write won."""
+        """Write ``record`` if ``condition`` holds; its new ETag, or None if another write won.
+
+        Every version written is unique (a fresh ``nonce``): S3's ETag is the digest of the bytes, so
+        a process taking the lock again with the same record (``watch``, a batch after another)
+        would otherwise write the very version a waiter saw before, which would then see it
+        unchanged for a lease and take the lock over from a live holder."""
         from botocore.exceptions import ClientError
 
+        body = json.dumps(record | {"nonce": uuid.uuid4().hex}).encode()
         try:
-            done = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=json.dumps(record).encode(), **condition)
+            done = self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body, **condition)
         except ClientError as err:
             if err.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
                 return None

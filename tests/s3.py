@@ -31,9 +31,9 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def moto_server(module: str = "moto.server"):
+def moto_server(module: str = "tests.moto_glue"):
     """moto's server (S3, Glue, ...) in its own process; yields its port. ``module`` may name a
-    wrapper that corrects it first (tests.moto_glue)."""
+    wrapper that corrects it first: by default tests.moto_glue, atomic as AWS is."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", module, "-H", "127.0.0.1", "-p", str(port)],

@@ -179,6 +179,18 @@ def test_a_holder_that_renews_keeps_the_lock_past_its_lease_and_a_dead_one_loses
     waiter.release()
 
 
+def test_a_lock_taken_again_by_the_same_command_is_a_new_version(aws):
+    """S3's ETag is the digest of the bytes: a command taking the lock again with the same record
+    (watch, batch after batch) must still write a version no waiter saw before, or a waiter that
+    saw the earlier one would count it unchanged for a lease and take over from a live holder."""
+    versions = set()
+    for _ in range(3):
+        lock = lock_of(aws, lease=30)
+        with lock.held("stedi-etl watch", time.monotonic() + 5):
+            versions.add(lock._etag)
+    assert len(versions) == 3
+
+
 def test_writers_racing_for_the_lock_hold_it_one_at_a_time(aws):
     holding, most, errors = [0], [0], []
     guard = threading.Lock()
