@@ -5,9 +5,10 @@ both "win" there, never on AWS.
 
 And its S3 and Glue writes made atomic, as AWS's are: moto's threaded server checks a conditional
 PUT's ``If-Match`` / ``If-None-Match`` (or Glue's ``VersionId``) and then writes, with nothing
-between the two, so two requests at once could both pass the check (two writers holding the
-bucket's lock at once: a race the lock tests found). Every PUT, DELETE and multipart completion of
-an object, and every Glue table update, goes one at a time here.
+between the two, so two requests at once could both pass the check, which AWS never lets happen.
+Every PUT, DELETE, copy and multipart completion of an object, and every Glue table update, goes
+one at a time here. (The lock race the tests found was stedi's own, fixed in stedi.locks: this
+only keeps moto from adding one of its own.)
 
 Run as ``python -m tests.moto_glue -H 127.0.0.1 -p PORT``."""
 
