@@ -33,6 +33,25 @@ def test_python_and_polars_agree_on_every_input(values):
     assert frame.select(polars_normal(pl.col("v"))).collect(engine="in-memory")["v"].to_list() == expected
 
 
+@settings(deadline=None)
+@given(st.lists(st.one_of(st.none(), TEXT), min_size=1, max_size=8), st.integers(1, 5))
+def test_polars_agrees_in_a_large_frame_of_many_batches_with_nulls(values, copies):
+    """Odd values scattered through a frame large enough to stream in several batches, nulls among
+    them: each row gets its own normal form (the Python function sees only the odd ones)."""
+    rows = [f"User{i}@Example.com " for i in range(60_000)]
+    for n, v in enumerate(values * copies):
+        rows[(n * 7919) % len(rows)] = v
+    frame = pl.LazyFrame({"v": rows}, schema={"v": pl.String})
+    expected = [normal_form(v) for v in rows]
+    for engine in ("streaming", "in-memory"):
+        assert frame.select(polars_normal(pl.col("v"))).collect(engine=engine)["v"].to_list() == expected
+
+
+@given(st.lists(TEXT, max_size=20), st.binary(min_size=1, max_size=80))
+def test_the_pseudonym_map_hashes_as_the_single_hash_does(values, key):
+    assert privacy.keyed_hashes(values, key) == [privacy.keyed_hash(v, key) for v in values]
+
+
 @pytest.mark.spark
 @settings(max_examples=max(5, settings().max_examples // 10), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(TEXT, min_size=1, max_size=20))
