@@ -5,7 +5,8 @@ Hashing every copy at every audit would cost a full read of the landing area; a 
 user's cache folder (``$XDG_CACHE_HOME/stedi/landing-hashes/``, outside the warehouse: an audit
 writes nothing there) keeps each file's hash beside what identifies its version on disk -- size,
 modification and change times and inode locally (the change time cannot be set back by a user),
-size and ETag in S3 -- and a file whose version changed is hashed again.
+size and ETag in S3 -- and a file whose version changed is hashed again. Ingest seeds the cache
+with the hashes of the copies it wrote (:func:`remember`), so the first audit reads none back.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,6 +64,26 @@ def versions(wh: Warehouse) -> dict[str, str]:
     return out
 
 
+def remember(wh: Warehouse, hashes: dict[str, str]) -> None:
+    """Seed the cache with the hashes of copies just written (ingest: it hashed the bytes it wrote),
+    each beside the version the file has now, so that the first audit after an ingest need not read
+    the copies back. Locally only: in S3 finding the version costs a request per object."""
+    if wh.files.remote or not hashes:
+        return
+    path = _cache_file(wh)
+    try:
+        cache = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        cache = {}
+    for rel, sha in hashes.items():
+        try:
+            st = os.stat(wh.files.path(rel))
+        except OSError:
+            continue
+        cache[rel] = [f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}", sha]
+    _save(path, cache)
+
+
 def hashes_of(wh: Warehouse, wanted: dict[str, str]) -> dict[str, str]:
     """The SHA-256 of each file (rel -> version), from the cache where its version is unchanged."""
     path = _cache_file(wh)
@@ -83,12 +105,15 @@ def hashes_of(wh: Warehouse, wanted: dict[str, str]) -> dict[str, str]:
         cache[rel] = [version, out[rel]]
         changed = True
     if changed:
-        cache = {rel: cache[rel] for rel in wanted}
-        try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache))
-            os.replace(tmp, path)
-        except OSError:
-            pass  # a home that cannot be written: the audit hashes again next time
+        _save(path, {rel: cache[rel] for rel in wanted})
     return out
+
+
+def _save(path: Path, cache: dict) -> None:
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a home that cannot be written: the audit hashes again next time

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from stedi import framing, maintenance, parse, privacy, properties
+from stedi import files_audit, framing, maintenance, parse, privacy, properties
 from stedi.contracts import Contract, contract, load_contracts
 from stedi.errors import SourceError, StediError
 from stedi.storage import filesystem, normalise, storage_error
@@ -308,6 +308,8 @@ def _ingest(
             with contextlib.suppress(Exception):
                 wh.files.delete(copy)
         raise
+    # the first audit then finds each copy's hash in its cache instead of reading the copy back
+    files_audit.remember(wh, {row["stored_path"]: row["stored_sha256"] or row["sha256"] for row in manifest})
     return batch
 
 

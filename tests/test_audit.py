@@ -181,3 +181,34 @@ def test_a_run_audits_its_own_consent_scope_before_committing(tmp_path, monkeypa
         run(fresh, KEY)
     assert any(str(v).startswith("accelerometer_trusted: reading before consent") for v in err.value.violations)
     assert fresh.info("accelerometer_trusted").snapshot_id is None
+
+
+def test_ingest_seeds_the_audits_hash_cache_and_a_copy_changed_at_once_is_still_caught(tmp_path, monkeypatch):
+    """Ingest records the hash of each copy it wrote, so the first audit reads none back; a copy
+    changed right after (same size, its modification time set back) is hashed again and caught."""
+    import os
+
+    from stedi import files_audit
+
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, write_landing(tmp_path / "src", [ANN], [reading(ANN["email"], T0, x=1.0)], []), KEY)
+    read_back = []
+    real = files_audit.hashes_of
+
+    def counting(wh, wanted):
+        cache = files_audit._cache_file(wh)
+        hits = {k for k, v in __import__("json").loads(cache.read_text()).items()} if cache.exists() else set()
+        read_back.extend(rel for rel in wanted if rel not in hits)
+        return real(wh, wanted)
+
+    monkeypatch.setattr(files_audit, "hashes_of", counting)
+    assert files_audit.audit_files(wh) == []
+    assert read_back == []  # every copy's hash came from what ingest recorded
+
+    path = next((wh.root / "landing" / "accelerometer").iterdir())
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[data.index(b'"x": 1.0') + 6] = ord("7")
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert [v.check for v in files_audit.audit_files(wh)] == ["raw file changed since it was recorded"]
