@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stedi.errors import ContractError, first_line
 
@@ -100,6 +100,9 @@ class Rule:
     name: str
     predicate: str
     action: str
+    #: For a predicate that bounds a column (``x BETWEEN low AND high``, integers): the bounds, read
+    #: when the contract is parsed, so that code using them needs no SQL parser at run time.
+    between: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -236,13 +239,13 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: expected one CREATE TABLE statement with columns")
     name = create.this.this.name
     columns = []
-    checks: list[tuple[str, str]] = []
+    checks: list[tuple[str, str, tuple[int, int] | None]] = []
     for coldef in create.this.expressions:
         if isinstance(coldef, exp.Constraint):
             check = next((k for k in coldef.expressions if isinstance(k, exp.CheckColumnConstraint)), None)
             if check is None:
                 raise ContractError(f"{source}: constraint {coldef.name}: only CHECK constraints are supported")
-            checks.append((coldef.this.name, check.this.sql("duckdb")))
+            checks.append((coldef.this.name, check.this.sql("duckdb"), _integer_bounds(check.this)))
             continue
         if not isinstance(coldef, exp.ColumnDef):
             continue
@@ -283,13 +286,13 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
     if props.get("stedi.owner_kind") in ("email", "serial", "identifier") and props["stedi.owner"] not in personal:
         raise ContractError(f"{source}: the owner column {props['stedi.owner']!r} holds an identifier: list it in TBLPROPERTIES 'stedi.personal'")
     rules = []
-    for rule_name, predicate in checks:
+    for rule_name, predicate, between in checks:
         action = props.get(f"stedi.rule.{rule_name}", "drop")
         if action not in RULE_ACTIONS:
             raise ContractError(f"{source}: rule {rule_name}: action must be one of {RULE_ACTIONS}, got {action!r}")
-        rules.append(Rule(rule_name, predicate, action))
+        rules.append(Rule(rule_name, predicate, action, between))
     unknown = [k.removeprefix("stedi.rule.") for k in props if k.startswith("stedi.rule.")]
-    unknown = [r for r in unknown if r not in {n for n, _ in checks}]
+    unknown = [r for r in unknown if r not in {n for n, _, _ in checks}]
     if unknown:
         raise ContractError(f"{source}: TBLPROPERTIES name rules with no CHECK constraint: {unknown}")
     return Contract(
@@ -352,8 +355,21 @@ def _from_json(c: dict) -> Contract:
         columns=tuple(Column(**col) for col in c["columns"]),
         properties=tuple(tuple(p) for p in c["properties"]),
         ddl=c["ddl"],
-        rules=tuple(Rule(**r) for r in c.get("rules", ())),
+        rules=tuple(Rule(**r | {"between": tuple(r["between"]) if r.get("between") else None}) for r in c.get("rules", ())),
     )
+
+
+def _integer_bounds(predicate: Any) -> tuple[int, int] | None:
+    """The integer bounds of the first ``BETWEEN`` of a CHECK predicate (a sqlglot expression)."""
+    from sqlglot import exp
+
+    between = predicate.find(exp.Between)
+    if between is None:
+        return None
+    try:
+        return int(between.args["low"].name), int(between.args["high"].name)
+    except (TypeError, ValueError):
+        return None
 
 
 def contract(name: str) -> Contract:

@@ -197,14 +197,13 @@ RECORD_ORDER = ("lastUpdateDate", "_source_file", "_line_number")
 def consent_window() -> tuple[int, int]:
     """The epoch-ms window a research consent date must fall in to be consent: the bounds of the
     ``consent_in_ms`` rule of ``catalog/customer_trusted.sql`` (2000-01-01 .. 2100-01-01)."""
-    import sqlglot
-    from sqlglot import exp
-
     from stedi.contracts import contract
+    from stedi.errors import ContractError
 
     rule = next(r for r in contract("customer_trusted").rules if r.name == "consent_in_ms")
-    between = sqlglot.parse_one(rule.predicate, dialect="duckdb").find(exp.Between)
-    return int(between.args["low"].name), int(between.args["high"].name)
+    if rule.between is None:
+        raise ContractError("catalog/customer_trusted.sql: rule consent_in_ms must read shareWithResearchAsOfDate BETWEEN <low> AND <high>")
+    return rule.between
 
 
 def has_research_consent() -> nw.Expr:
