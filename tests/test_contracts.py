@@ -68,6 +68,29 @@ def test_the_landing_schema_is_read_from_the_ddl():
     assert c.required == ["a"]
 
 
+def test_a_rules_between_bounds_are_read_with_the_contract_and_survive_its_cache(tmp_path, monkeypatch):
+    import shutil
+
+    from stedi import contracts, privacy
+
+    c = parse_contract(
+        """CREATE TABLE t (a BIGINT, b BIGINT, CONSTRAINT in_range CHECK (a BETWEEN 5 AND 9), CONSTRAINT pos CHECK (b > 0))
+           COMMENT 'd' TBLPROPERTIES ('stedi.zone' = 'landing', 'stedi.grain' = 'g')"""
+    )
+    assert [(r.name, r.between) for r in c.rules] == [("in_range", (5, 9)), ("pos", None)]
+    # the consent window is the contract's: moved in a copy of catalog/, it moves, parsed or cached
+    folder = tmp_path / "catalog"
+    shutil.copytree(contracts.contracts_dir(), folder)
+    ddl = folder / "customer_trusted.sql"
+    ddl.write_text(ddl.read_text().replace("BETWEEN 946684800000 AND 4102444800000", "BETWEEN 1000 AND 2000"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for _ in range(2):  # parsed, then read from the cache
+        rules = {r.name: r for r in load_contracts(folder)["customer_trusted"].rules}
+        assert rules["consent_in_ms"].between == (1000, 2000)
+        load_contracts.cache_clear()
+    assert privacy.consent_window() == (946684800000, 4102444800000)  # the shipped contract's
+
+
 @pytest.mark.parametrize(
     ("ddl", "message"),
     [
