@@ -13,8 +13,8 @@ once its run committed), checked by querying the batch's readings in machine_lea
 *Long*: ``--long-batches`` more micro-batches on a warehouse of ``--long-scale`` x, the watch
 maintaining as it does by default (every 200 batches; idle never comes); the watch's resident
 memory and the metadata folders are sampled every 50 batches; at the end, a full scan of
-machine_learning_curated is timed (median of 3) against the same table rebuilt in one run
-(`run --full-refresh`).
+machine_learning_curated is timed (median of 3), as the micro-batches left it and after a
+`stedi-etl maintain`, against the same table rebuilt in one run (`run --full-refresh`).
 """
 
 from __future__ import annotations
@@ -228,6 +228,8 @@ def long(scale: int, batches: int, per_batch: int, work: Path) -> dict:
     elapsed = time.perf_counter() - started
     lines = [line for _, line in watch.lines if "maintenance:" in line]
     watch.stop()
+    before = scan_seconds(wh)  # as the micro-batches left it, small files and all
+    files_before, size_before = metadata(wh)
     stedi(wh, "maintain")  # what the watch does when idle, done now as a user would
     after = scan_seconds(wh)
     files, size = metadata(wh)
@@ -242,6 +244,8 @@ def long(scale: int, batches: int, per_batch: int, work: Path) -> dict:
         "p95": sorted(seconds)[int(0.95 * (len(seconds) - 1) + 0.5)],
         "samples": samples,
         "maintenance_lines": lines,
+        "scan_before_maintain": before,
+        "metadata_before_maintain": {"files": files_before, "bytes": size_before},
         "scan_after": after,
         "scan_one_run": built,
         "metadata_after_maintain": {"files": files, "bytes": size},
