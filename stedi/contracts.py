@@ -360,16 +360,29 @@ def _from_json(c: dict) -> Contract:
 
 
 def _integer_bounds(predicate: Any) -> tuple[int, int] | None:
-    """The integer bounds of the first ``BETWEEN`` of a CHECK predicate (a sqlglot expression)."""
+    """``(low, high)`` of a CHECK predicate that is exactly ``column BETWEEN low AND high`` with
+    integer literals (a sqlglot expression); None for any other predicate."""
     from sqlglot import exp
 
-    between = predicate.find(exp.Between)
-    if between is None:
+    def integer(node: Any) -> int | None:
+        sign = 1
+        if isinstance(node, exp.Neg):
+            sign, node = -1, node.this
+        if not isinstance(node, exp.Literal) or node.is_string:
+            return None
+        try:
+            return sign * int(node.this)
+        except ValueError:
+            return None
+
+    if isinstance(predicate, exp.Paren):
+        predicate = predicate.this
+    if not isinstance(predicate, exp.Between) or not isinstance(predicate.this, exp.Column):
         return None
-    try:
-        return int(between.args["low"].name), int(between.args["high"].name)
-    except (TypeError, ValueError):
+    low, high = integer(predicate.args["low"]), integer(predicate.args["high"])
+    if low is None or high is None or low > high:
         return None
+    return low, high
 
 
 def contract(name: str) -> Contract:

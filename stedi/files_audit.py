@@ -60,28 +60,46 @@ def versions(wh: Warehouse) -> dict[str, str]:
             out[rel] = f"{info.get('size')}:{info.get('ETag') or info.get('etag') or info.get('LastModified')}"
         else:
             st = os.stat(name)
-            out[rel] = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+            out[rel] = _local_version(st)
     return out
 
 
-def remember(wh: Warehouse, hashes: dict[str, str]) -> None:
-    """Seed the cache with the hashes of copies just written (ingest: it hashed the bytes it wrote),
-    each beside the version the file has now, so that the first audit after an ingest need not read
-    the copies back. Locally only: in S3 finding the version costs a request per object."""
-    if wh.files.remote or not hashes:
-        return
+def version_of(wh: Warehouse, rel: str) -> str | None:
+    """What identifies the version of a local copy now (as :func:`versions` says it); None in S3
+    or when it cannot be read."""
+    if wh.files.remote:
+        return None
+    try:
+        return _local_version(os.stat(wh.files.path(rel)))
+    except OSError:
+        return None
+
+
+def _local_version(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def remember(wh: Warehouse, written: dict[str, tuple[str, str | None]]) -> None:
+    """Seed the cache with the hashes of copies ingest just wrote (``rel -> (sha256, version)``:
+    the hash of the bytes it wrote, the version the file had right after), so that the first audit
+    after an ingest need not read them back. A copy whose version is no longer the one it had when
+    written (changed since, even during the ingest) is not seeded: the audit hashes it. Locally
+    only: in S3 a version costs a request per object. Best effort: a cache that cannot be read or
+    written costs only the hashing."""
     path = _cache_file(wh)
     try:
         cache = json.loads(path.read_bytes())
     except (OSError, ValueError):
         cache = {}
-    for rel, sha in hashes.items():
-        try:
-            st = os.stat(wh.files.path(rel))
-        except OSError:
-            continue
-        cache[rel] = [f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}", sha]
-    _save(path, cache)
+    if not isinstance(cache, dict):
+        cache = {}
+    seeded = False
+    for rel, (sha, version) in written.items():
+        if version is not None and version_of(wh, rel) == version:
+            cache[rel] = [version, sha]
+            seeded = True
+    if seeded:
+        _save(path, cache)
 
 
 def hashes_of(wh: Warehouse, wanted: dict[str, str]) -> dict[str, str]:

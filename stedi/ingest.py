@@ -176,6 +176,7 @@ class _File:
     parsed: tuple[pa.Table, pa.Table] | None = None
     suppressed: int = 0
     stored: tuple[str, int] | None = None  # SHA-256 and size of the stored copy, when records were blanked
+    version: str | None = None  # the stored copy's version right after it was written (stedi.files_audit)
     received_name: str | None = None  # the name to keep, when not the one received
 
 
@@ -231,6 +232,7 @@ def _ingest(
     copies: list[str] = []
     quarantined: list[pa.Table] = []
     manifest: list[dict] = []
+    kept: list[_File] = []  # the files recorded in the manifest
     tables = sources()
     # stored names: the batch, then the file in the order of the names delivered (discover sorts them)
     stored_names = {id(path): f"{number:08d}-{i:06d}" for i, (_, path) in enumerate(found, start=1)}
@@ -256,6 +258,7 @@ def _ingest(
                     f.parsed = parse.parse(c, new_plain, f.stored_path, now, batch.batch_id)
                     f.suppressed = len(changes)
                     f.stored = (hashlib.sha256(new).hexdigest(), len(new))
+            f.version = files_audit.version_of(wh, f.stored_path)  # with the bytes just hashed
         return f
 
     def landed(files: Iterator[_File], c: Contract) -> Iterator[pa.RecordBatch]:
@@ -279,6 +282,7 @@ def _ingest(
                 FileResult(f.received_name or f.path.name, f.source, "ingested", f.stored_path, good.num_rows, bad.num_rows, f.suppressed)
             )
             manifest.append(_manifest_row(f, good.num_rows, bad.num_rows, batch.batch_id, now))
+            kept.append(f)
             yield from c.conform(good).to_batches()
 
     staged: list[Staged] = []
@@ -309,7 +313,8 @@ def _ingest(
                 wh.files.delete(copy)
         raise
     # the first audit then finds each copy's hash in its cache instead of reading the copy back
-    files_audit.remember(wh, {row["stored_path"]: row["stored_sha256"] or row["sha256"] for row in manifest})
+    with contextlib.suppress(Exception):  # only spares the first audit a read; it must not fail an ingest done
+        files_audit.remember(wh, {f.stored_path: (f.stored[0] if f.stored else f.sha256, f.version) for f in kept})
     return batch
 
 

@@ -212,3 +212,23 @@ def test_ingest_seeds_the_audits_hash_cache_and_a_copy_changed_at_once_is_still_
     path.write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert [v.check for v in files_audit.audit_files(wh)] == ["raw file changed since it was recorded"]
+
+
+def test_a_copy_changed_while_the_ingest_runs_is_not_vouched_for(tmp_path, monkeypatch):
+    """A copy changed after ingest wrote it but before the ingest ended keeps no seeded hash: the
+    audit reads it and finds the change."""
+    from stedi import files_audit
+
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    real = files_audit.remember
+
+    def tamper_first(wh, written):
+        path = next((wh.root / "landing" / "accelerometer").iterdir())
+        data = bytearray(path.read_bytes())
+        data[data.index(b'"x": 1.0') + 6] = ord("7")
+        path.write_bytes(bytes(data))  # the same size, a new version
+        real(wh, written)
+
+    monkeypatch.setattr(files_audit, "remember", tamper_first)
+    ingest(wh, write_landing(tmp_path / "src", [ANN], [reading(ANN["email"], T0, x=1.0)], []), KEY)
+    assert [v.check for v in files_audit.audit_files(wh)] == ["raw file changed since it was recorded"]

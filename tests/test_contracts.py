@@ -78,6 +78,20 @@ def test_a_rules_between_bounds_are_read_with_the_contract_and_survive_its_cache
            COMMENT 'd' TBLPROPERTIES ('stedi.zone' = 'landing', 'stedi.grain' = 'g')"""
     )
     assert [(r.name, r.between) for r in c.rules] == [("in_range", (5, 9)), ("pos", None)]
+    # only a predicate that is exactly `column BETWEEN <integer> AND <integer>` has bounds
+    import sqlglot
+
+    for predicate, bounds in [
+        ("x BETWEEN -5 AND 2", (-5, 2)),
+        ("(x BETWEEN 5 AND 9)", (5, 9)),
+        ("x BETWEEN 1 + 1 AND 3", None),
+        ("x NOT BETWEEN 1 AND 2", None),
+        ("y > 0 OR x BETWEEN 1 AND 2", None),
+        ("x BETWEEN '10' AND '20'", None),
+        ("x BETWEEN 1.5 AND 3", None),
+        ("x BETWEEN 9 AND 5", None),
+    ]:
+        assert contracts._integer_bounds(sqlglot.parse_one(predicate, dialect="duckdb")) == bounds, predicate
     # the consent window is the contract's: moved in a copy of catalog/, it moves, parsed or cached
     folder = tmp_path / "catalog"
     shutil.copytree(contracts.contracts_dir(), folder)
