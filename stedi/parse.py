@@ -122,8 +122,9 @@ def _parse_clean(c: Contract, data: bytes) -> pa.Table | None:
         if col.required and table[col.name].null_count:
             return None
         # Arrow's reader takes NaN and Infinity, which are not JSON, for a double (and fails on them
-        # anywhere else): a value that is not finite can only come from one. (Looking for them in
-        # the bytes instead held the GIL over every byte of every file.)
+        # anywhere else): a value that is not finite comes from one, or from a number just past a
+        # double's range; the careful path judges both. (Looking for the tokens in the bytes instead
+        # held the GIL over every byte of every file.)
         if pa.types.is_floating(read_as.field(i).type) and pc.any(pc.invert(pc.is_finite(table[col.name]))).as_py():
             return None
         if read_as.field(i).type in (pa.string(), pa.large_string()):
