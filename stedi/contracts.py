@@ -100,9 +100,10 @@ class Rule:
     name: str
     predicate: str
     action: str
-    #: For a predicate that bounds a column (``x BETWEEN low AND high``, integers): the bounds, read
-    #: when the contract is parsed, so that code using them needs no SQL parser at run time.
-    between: tuple[int, int] | None = None
+    #: For a predicate that bounds a column (exactly ``x BETWEEN low AND high``, integers):
+    #: ``(column, low, high)``, read when the contract is parsed, so that code using them needs no
+    #: SQL parser at run time.
+    between: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -239,7 +240,7 @@ def parse_contract(ddl: str, source: str = "<string>") -> Contract:
         raise ContractError(f"{source}: expected one CREATE TABLE statement with columns")
     name = create.this.this.name
     columns = []
-    checks: list[tuple[str, str, tuple[int, int] | None]] = []
+    checks: list[tuple[str, str, tuple[str, int, int] | None]] = []
     for coldef in create.this.expressions:
         if isinstance(coldef, exp.Constraint):
             check = next((k for k in coldef.expressions if isinstance(k, exp.CheckColumnConstraint)), None)
@@ -359,9 +360,9 @@ def _from_json(c: dict) -> Contract:
     )
 
 
-def _integer_bounds(predicate: Any) -> tuple[int, int] | None:
-    """``(low, high)`` of a CHECK predicate that is exactly ``column BETWEEN low AND high`` with
-    integer literals (a sqlglot expression); None for any other predicate."""
+def _integer_bounds(predicate: Any) -> tuple[str, int, int] | None:
+    """``(column, low, high)`` of a CHECK predicate that is exactly ``column BETWEEN low AND high``
+    with integer literals (a sqlglot expression); None for any other predicate."""
     from sqlglot import exp
 
     def integer(node: Any) -> int | None:
@@ -382,7 +383,7 @@ def _integer_bounds(predicate: Any) -> tuple[int, int] | None:
     low, high = integer(predicate.args["low"]), integer(predicate.args["high"])
     if low is None or high is None or low > high:
         return None
-    return low, high
+    return predicate.this.name, low, high
 
 
 def contract(name: str) -> Contract:

@@ -201,9 +201,9 @@ def consent_window() -> tuple[int, int]:
     from stedi.errors import ContractError
 
     rule = next(r for r in contract("customer_trusted").rules if r.name == "consent_in_ms")
-    if rule.between is None or not rule.predicate.lstrip("( ").startswith(f"{CONSENT} "):
-        raise ContractError("catalog/customer_trusted.sql: rule consent_in_ms must read shareWithResearchAsOfDate BETWEEN <low> AND <high>")
-    return rule.between
+    if rule.between is None or rule.between[0] != CONSENT:
+        raise ContractError(f"catalog/customer_trusted.sql: rule consent_in_ms must read {CONSENT} BETWEEN <low> AND <high>")
+    return rule.between[1], rule.between[2]
 
 
 def has_research_consent() -> nw.Expr:

@@ -77,13 +77,13 @@ def test_a_rules_between_bounds_are_read_with_the_contract_and_survive_its_cache
         """CREATE TABLE t (a BIGINT, b BIGINT, CONSTRAINT in_range CHECK (a BETWEEN 5 AND 9), CONSTRAINT pos CHECK (b > 0))
            COMMENT 'd' TBLPROPERTIES ('stedi.zone' = 'landing', 'stedi.grain' = 'g')"""
     )
-    assert [(r.name, r.between) for r in c.rules] == [("in_range", (5, 9)), ("pos", None)]
+    assert [(r.name, r.between) for r in c.rules] == [("in_range", ("a", 5, 9)), ("pos", None)]
     # only a predicate that is exactly `column BETWEEN <integer> AND <integer>` has bounds
     import sqlglot
 
     for predicate, bounds in [
-        ("x BETWEEN -5 AND 2", (-5, 2)),
-        ("(x BETWEEN 5 AND 9)", (5, 9)),
+        ("x BETWEEN -5 AND 2", ("x", -5, 2)),
+        ("(x BETWEEN 5 AND 9)", ("x", 5, 9)),
         ("x BETWEEN 1 + 1 AND 3", None),
         ("x NOT BETWEEN 1 AND 2", None),
         ("y > 0 OR x BETWEEN 1 AND 2", None),
@@ -100,7 +100,7 @@ def test_a_rules_between_bounds_are_read_with_the_contract_and_survive_its_cache
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for _ in range(2):  # parsed, then read from the cache
         rules = {r.name: r for r in load_contracts(folder)["customer_trusted"].rules}
-        assert rules["consent_in_ms"].between == (1000, 2000)
+        assert rules["consent_in_ms"].between == ("shareWithResearchAsOfDate", 1000, 2000)
         load_contracts.cache_clear()
     assert privacy.consent_window() == (946684800000, 4102444800000)  # the shipped contract's
 
