@@ -62,6 +62,13 @@ class Options:
     maintain_idle: float = 30.0  # seconds idle before maintaining every table (compaction, expiry)
     max_files: int = 32  # after a micro-batch, the table reading more data files than this is maintained
     events: bool = True  # file-system events (local sources)
+    #: The caller's SIGINT handler stops the watch (:meth:`Watcher.stop`) and raises :class:`SecondPress`
+    #: only on a second press: a plain KeyboardInterrupt is then a library's, the step it hit is done again.
+    finish_interrupted: bool = False
+
+
+class SecondPress(KeyboardInterrupt):
+    """A second Ctrl-C: the micro-batch in progress is abandoned (what it had not committed is rolled back)."""
 
 
 @dataclass
@@ -248,6 +255,7 @@ class Watcher:
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.batches = 0
+        self.interrupted = 0  # steps a library's KeyboardInterrupt stopped midway, done again
         self._since_maintenance = 0
         self._idle_since: float | None = None
 
@@ -262,7 +270,7 @@ class Watcher:
 
         runner._load_libraries("pyiceberg.io.pyarrow", "polars")  # once, not in the first batch's delay
         self.inbox.looks = 0  # the first look lists everything
-        self._catch_up()
+        self._finishing(self._catch_up)
         events = self._events() if self.options.events and self.inbox.local and not self.options.once else None
         try:
             while not self.stopping.is_set():
@@ -270,7 +278,7 @@ class Watcher:
                 if complete:
                     self._idle_since = None
                     self.micro_batch(complete[: self.options.max_batch_files])
-                    self.upkeep()
+                    self._finishing(self.upkeep)
                     if len(complete) > self.options.max_batch_files or writing:
                         self._wake.wait(FAIR_GAP_S)  # let a waiting writer take the lock
                     continue
@@ -279,7 +287,7 @@ class Watcher:
                 if not writing:
                     self._idle_since = self._idle_since or time.monotonic()
                     if self._since_maintenance and time.monotonic() - self._idle_since >= self.options.maintain_idle:
-                        self.maintain()
+                        self._finishing(self.maintain)
                         continue
                 self._wake.wait(min(self.options.settle, self.options.interval) if writing else self.options.interval)
                 self._wake.clear()
@@ -314,20 +322,12 @@ class Watcher:
 
     def micro_batch(self, complete: list[tuple[str, RawFile, float]]) -> Batch:
         """Ingest these complete files and run, under one hold of the lock; print its line."""
-        from stedi.runner import run
-
         started = time.perf_counter()
         files = [f for _, f, _ in complete]
         when = {(name, f.name): at for name, f, at in complete}
-        props = {ARRIVED: str(int(min(when.values()) * 1000))}
+        taken: dict = {}
         try:
-            with self.wh.lock("stedi-etl watch"):
-                summary = ingest_files(self.wh, [(name, f) for name, f, _ in complete], self.keys, props)
-                # the oldest file taken (not one found ingested before, say by a watch started again)
-                arrived = min((when.get((r.source, r.file), min(when.values())) for r in summary.ingested), default=None)
-                if arrived is not None:
-                    props = {ARRIVED: str(int(arrived * 1000))}
-                result = run(self.wh, self.keys, stamps=props) if summary.ingested else None
+            self._finishing(lambda: self._take(complete, when, taken))
         except (StediError, OSError) as err:  # a file unreadable, the lock busy, the storage failing: later
             self.inbox.not_taken(files)
             if isinstance(err, OSError):
@@ -336,6 +336,7 @@ class Watcher:
             self.report(batch)
             return batch
         self.inbox.taken(files)
+        summary, result, arrived = taken["summary"], taken["result"], taken["arrived"]
         seconds = time.perf_counter() - started
         batch = Batch(
             files=len(summary.ingested),
@@ -352,6 +353,36 @@ class Watcher:
             self._since_maintenance += 1
         self.report(batch)
         return batch
+
+    def _take(self, complete: list[tuple[str, RawFile, float]], when: dict, taken: dict) -> None:
+        """Ingest and run under one hold of the lock; what is done is kept in ``taken`` (done again,
+        a step already committed is not repeated)."""
+        from stedi.runner import run
+
+        taken["tries"] = taken.get("tries", 0) + 1
+        oldest = min(when.values())
+        with self.wh.lock("stedi-etl watch"):
+            if "summary" not in taken:
+                taken["summary"] = ingest_files(self.wh, [(name, f) for name, f, _ in complete], self.keys, {ARRIVED: str(int(oldest * 1000))})
+            summary = taken["summary"]
+            # the oldest file taken (not one found ingested before, say by a watch started again)
+            taken["arrived"] = min((when.get((r.source, r.file), oldest) for r in summary.ingested), default=None)
+            stamps = {ARRIVED: str(int((taken["arrived"] or oldest) * 1000))}
+            # done again: an ingest interrupted after its commit found its files taken; run what it landed
+            taken["result"] = run(self.wh, self.keys, stamps=stamps) if summary.ingested or taken["tries"] > 1 else None
+
+    def _finishing(self, step: Callable[[], object]) -> object:
+        """Run ``step``; with ``finish_interrupted``, again when a library interrupted it on the first
+        Ctrl-C, which asks the work in progress to finish. Polars aborts a query it is running on any
+        SIGINT (its own signal hook, whatever Python's handler does), so the first press can stop a
+        step midway; every step (ingest, run, maintenance) is all or nothing and done again safely."""
+        while True:
+            try:
+                return step()
+            except KeyboardInterrupt as interrupted:
+                if isinstance(interrupted, SecondPress) or not self.options.finish_interrupted:
+                    raise
+                self.interrupted += 1
 
     def maintain(self) -> MaintenanceSummary:
         """Every table compacted and the retention applied (when idle)."""

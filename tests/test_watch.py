@@ -310,6 +310,46 @@ def test_a_second_ctrl_c_interrupts_the_batch_and_the_next_watch_finishes_it(tmp
     assert_same(tables(Warehouse.open(Settings(warehouse=root))), reference)
 
 
+# Runs the CLI with stedi.runner.run wrapped: its first call presses Ctrl-C once while a Polars
+# query is running, as a run's are: Polars' own SIGINT hook aborts the query (KeyboardInterrupt),
+# whatever Python's handler does. The marker file says the press did interrupt it.
+POLARS_IN_RUN = """
+import os, signal, sys, threading
+import stedi.runner as runner
+original, calls, marker = runner.run, [0], sys.argv[1]
+def wrapped(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 1:
+        import polars as pl
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+        side = pl.LazyFrame({"a": range(100_000)})
+        try:  # a few seconds of streaming, unless interrupted
+            side.join(side.rename({"a": "b"}), how="cross").select((pl.col("a") * pl.col("b")).sum()).collect(engine="streaming")
+        except KeyboardInterrupt:
+            open(marker, "w").close()
+            raise
+    return original(*args, **kwargs)
+runner.run = wrapped
+sys.argv = ["stedi-etl", *sys.argv[2:]]
+from stedi.cli import main
+main()
+"""
+
+
+def test_a_first_ctrl_c_that_polars_turns_into_an_interrupt_still_finishes_the_batch(tmp_path, parts, reference):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    root, marker = tmp_path / "wh", tmp_path / "interrupted"
+    for part in parts:
+        deliver(part, inbox)
+    cmd = [sys.executable, "-c", POLARS_IN_RUN, str(marker), *_watch_cmd(root, inbox)[3:]]
+    proc = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=120)
+    assert marker.exists(), "the press did not interrupt the Polars query: this test tests nothing"
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.strip().splitlines() == ["watch stopped by Ctrl-C after 1 micro-batch(es); every batch taken is committed"]
+    assert_same(tables(Warehouse.open(Settings(warehouse=root))), reference)
+
+
 def test_ctrl_c_exits_130(tmp_path, parts):
     inbox = tmp_path / "inbox"
     inbox.mkdir()

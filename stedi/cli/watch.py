@@ -38,7 +38,7 @@ def _maintenance_line(summary) -> str:
     )
 
 
-#: A second Ctrl-C counts as one this long after the first (one press may be delivered twice).
+#: A second Ctrl-C counts as one this long after the first (a press repeated sooner is the same press).
 SECOND_PRESS_S = 0.5
 
 
@@ -77,11 +77,11 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
       stedi-etl watch s3://my-bucket/stedi-landing/ --interval 5
       stedi-etl watch --once inbox/     # from cron
     """
-    from stedi.watch import Options, Watcher
+    from stedi.watch import Options, SecondPress, Watcher
 
     out = _console()
     options = Options(interval=interval, settle=settle, max_batch_files=max_batch_files, once=once,
-                      maintain_idle=maintain_idle, max_files=max_files)
+                      maintain_idle=maintain_idle, max_files=max_files, finish_interrupted=True)
     watcher = Watcher(obj.warehouse, source, obj.keys(create=True), options,
                       report=lambda batch: (out.print(_batch_line(batch), soft_wrap=True), sys.stdout.flush()),
                       maintained=lambda summary: (out.print(_maintenance_line(summary), soft_wrap=True), sys.stdout.flush()))
@@ -91,11 +91,10 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
     def on_signal(signum, frame):
         nonlocal first_at
         if how and signum == signal.SIGINT:
-            # A second Ctrl-C abandons the batch in progress. One press can reach this handler twice
-            # (pyarrow's own SIGINT handling passes the signal on, then raises it again): a press
-            # counts as a second one only a moment after the first.
+            # A second Ctrl-C abandons the batch in progress (any other KeyboardInterrupt is a
+            # library's on the first press: the watcher does that step again, see Options).
             if time.monotonic() - first_at >= SECOND_PRESS_S:
-                raise KeyboardInterrupt
+                raise SecondPress
             return
         how.append("SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
         first_at = time.monotonic()
@@ -104,10 +103,12 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         batches = watcher.serve()
-    except KeyboardInterrupt:
+    except SecondPress:
         click.echo("watch interrupted by a second Ctrl-C: what the micro-batch in progress had not committed was rolled back; "
                    "the next watch finishes it", err=True)
         sys.exit(130)
+    except KeyboardInterrupt:  # a library's, on the first press, outside a micro-batch
+        batches = watcher.batches
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
