@@ -10,6 +10,7 @@ The warehouse's own ``stedi.toml`` holds what belongs to the warehouse rather th
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -38,10 +39,11 @@ ENV_VARS = {
     "retention_days": "STEDI_RETENTION_DAYS",
     "zone": "STEDI_ZONE",
     "tables": "STEDI_TABLES",
+    "memory_limit": "STEDI_MEMORY_LIMIT",
 }
 
 #: Settings a warehouse's ``stedi.toml`` may hold (the warehouse's location and key may not).
-FILE_SETTINGS = ("catalog_uri", "consent_scope", "group", "retention_days", "zone", "tables")
+FILE_SETTINGS = ("catalog_uri", "consent_scope", "group", "retention_days", "zone", "tables", "memory_limit")
 
 #: How many days of ordinary snapshots a run keeps for time travel, by default.
 DEFAULT_RETENTION_DAYS = 7
@@ -83,6 +85,10 @@ class Settings:
         ``curated``: that zone and those after it, no system table.
     tables
         Tables a reader limited to a zone sees besides (e.g. ``step_trainer_trusted``).
+    memory_limit
+        How much memory the engines of one process may use, e.g. ``"4GB"`` (decimal or binary units,
+        at least 64 MB), given to DuckDB and to Polars' streaming engine, which spill to a private
+        temporary folder past it (:mod:`stedi.resources`). ``None`` (default): their own defaults.
     """
 
     warehouse: Path | str = Path(DEFAULT_WAREHOUSE)
@@ -95,8 +101,14 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     zone: str = "all"
     tables: tuple[str, ...] = ()
+    memory_limit: str | None = None
 
     def __post_init__(self) -> None:
+        if self.memory_limit is not None and not str(self.memory_limit).strip():
+            object.__setattr__(self, "memory_limit", None)
+        if self.memory_limit is not None:
+            object.__setattr__(self, "memory_limit", str(self.memory_limit).strip())
+            memory_bytes(self.memory_limit)  # one line now if it is no size
         if self.zone not in ("all", "landing", "trusted", "curated"):  # stedi.zones.ZONE_CHOICES
             raise ConfigError(f"zone must be one of all, landing, trusted, curated, not {self.zone!r}")
         if isinstance(self.tables, str):  # from the environment: comma-separated
@@ -115,6 +127,11 @@ class Settings:
         object.__setattr__(self, "retention_days", int(str(days).strip()))
         if self.group is not None and not str(self.group).strip():
             object.__setattr__(self, "group", None)
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """:attr:`memory_limit` in bytes."""
+        return memory_bytes(self.memory_limit) if self.memory_limit is not None else None
 
     @property
     def location(self) -> str:
@@ -136,6 +153,27 @@ class Settings:
                 "--catalog-uri (or STEDI_CATALOG_URI) postgresql+psycopg://... to share it, or sqlite:////path/catalog.db"
             )
         return f"sqlite:///{Path(self.location) / 'catalog.db'}"
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+#: The least memory_limit: below it DuckDB and Polars fail on the smallest tables.
+MIN_MEMORY = 64 * 10**6
+
+
+def memory_bytes(text: str) -> int:
+    """A size such as ``4GB``, ``512 MiB`` or ``1.5gb`` in bytes (a bare number is bytes).
+
+    >>> memory_bytes("4GB"), memory_bytes("512 MiB")
+    (4000000000, 536870912)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match and _UNITS.get(match[2].lower())
+    if not unit:
+        raise ConfigError(f"memory_limit must be a size such as 4GB or 512MiB, not {text!r}")
+    size = int(float(match[1]) * unit)
+    if size < MIN_MEMORY:
+        raise ConfigError(f"memory_limit {text!r} is too small: stedi needs at least 64MB")
+    return size
 
 
 def resolve(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stedi.errors import StediError, first_line
+from stedi import resources
 from stedi.properties import RUN_ID
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ class Lake:
         from stedi.storage import is_remote
 
         self.settings = settings
+        resources.apply(settings)
         self.location = settings.location
         self.remote = is_remote(self.location)
         self.catalog_url = settings.catalog_url
@@ -355,12 +357,10 @@ class Lake:
         state = self.state("run_log")
         if state.snapshot is None or state.problem:
             return False
-        import duckdb
-
         files = self.data_files(state)
         if not files:
             return False
-        con = duckdb.connect()
+        con = resources.connect()
         if self.remote:
             con.register_filesystem(self.fs)
         try:

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from stedi import privacy
+from stedi import privacy, resources
 from stedi.contracts import EXTRA, Contract, sql_literal
 from stedi.errors import SourceError, first_line
 from stedi.framing import records_text
@@ -228,7 +228,7 @@ def _parse_lines(c: Contract, lines: pa.Table) -> tuple[pa.Table, pa.Table]:
     keys = "json_keys(line)"
     duplicate = f"list_filter({keys}, lambda k: len(list_filter({keys}, lambda j: j = k)) > 1)"
 
-    con = duckdb.connect()
+    con = resources.connect()
     try:
         con.register("raw_lines", lines)
         con.execute("""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from stedi import properties
+from stedi import properties, resources
 from stedi.contracts import Contract
 from stedi.errors import JobError, first_line
 from stedi.warehouse import Change
@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 @functools.cache
 def _database() -> duckdb.DuckDBPyConnection:
     """One in-memory DuckDB per process (opening one costs ~15 ms); each check takes a cursor of it."""
-    import duckdb
-
-    return duckdb.connect()
+    return resources.connect()
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from stedi.errors import QueryError, StediError, first_line
+from stedi import resources
 
 if TYPE_CHECKING:
     import duckdb
@@ -124,7 +125,7 @@ def connect(lake: Lake, vs: list[View], directories: list[str] = ()) -> duckdb.D
     path = os.path.join(folder, "views.duckdb")
     quiet = {"autoload_known_extensions": False, "autoinstall_known_extensions": False}
     try:
-        builder = duckdb.connect(path, config=quiet)
+        builder = resources.connect(path, config=quiet)
         try:
             if lake.remote:
                 builder.register_filesystem(lake.fs)
@@ -142,7 +143,7 @@ def connect(lake: Lake, vs: list[View], directories: list[str] = ()) -> duckdb.D
                         builder.execute(view_sql(View(v.name, v.columns, (), f"table {v.name} cannot be read: {first_line(err)}")))
         finally:
             builder.close()
-        con = duckdb.connect(path, read_only=True, config=quiet)
+        con = resources.connect(path, read_only=True, config=quiet)
     finally:
         shutil.rmtree(folder, ignore_errors=True)  # the open connection keeps what it needs
     if lake.remote:

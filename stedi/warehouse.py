@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Literal
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.table import Table, Transaction
 
-from stedi import at_rest, catalogs, properties
+from stedi import at_rest, catalogs, properties, resources
 from stedi.catalogs import OWNER  # noqa: F401 — where it was first defined
 from stedi.config import Settings
 from stedi.contracts import Contract, contract
@@ -125,6 +125,7 @@ class Warehouse:
 
     def __init__(self, settings: Settings, read_only: bool = False):
         self.settings = settings
+        resources.apply(settings)
         self.read_only = read_only  # a reader's: creates no folder, table or catalog entry
         self.files = Storage(settings.warehouse)
         self.location = self.files.location  # an absolute path, or s3://bucket/prefix

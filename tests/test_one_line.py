@@ -220,6 +220,9 @@ def test_a_truncated_metadata_file_is_one_line_for_writers_and_the_audit_too(dam
         ("retention_days = true", "retention_days must be a whole number, not True"),
         ('tables = ["step_trainer_trusted", 1]', "tables must be a list of table names"),
         ('zone = ["curated"]', "zone must be a string"),
+        ('memory_limit = "lots"', "memory_limit must be a size such as 4GB or 512MiB, not 'lots'"),
+        ("memory_limit = 4", "memory_limit must be a string, not 4"),
+        ('memory_limit = "1MB"', "memory_limit '1MB' is too small: stedi needs at least 64MB"),
     ],
 )
 def test_a_mistyped_setting_in_stedi_toml_is_one_line(built, tmp_path, setting, says):

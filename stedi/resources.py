@@ -1,0 +1,97 @@
+"""How much memory the engines of one process may use: one setting (``memory_limit``), given to
+DuckDB and to Polars alike, each spilling past it to a private temporary folder.
+
+:func:`apply` is called with the settings of every warehouse opened (:class:`stedi.warehouse.Warehouse`).
+DuckDB is told through every connection stedi opens (:func:`connect`: ``memory_limit``;
+connections already open are told again); Polars through its out-of-core
+budget (``POLARS_OOC_MEMORY_BUDGET_MB`` and ``POLARS_OOC_SPILL_DIR``, reloaded if Polars is
+already imported), which its streaming engine keeps to. The two engines take turns within a run
+(Polars computes a job's output, DuckDB then checks its rules), so each is given the whole limit.
+What spills holds personal data: with or without a limit, both spill into one folder of the
+user's own (0700), removed at exit (DuckDB's default is ``.tmp`` in the working directory). The
+Spark engine is sized by Spark's own settings (``spark.driver.memory``, ``spark.executor.memory``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import duckdb
+
+    from stedi.config import Settings
+
+#: The environment variables of Polars' out-of-core engine that :func:`apply` sets.
+POLARS_BUDGET, POLARS_SPILL = "POLARS_OOC_MEMORY_BUDGET_MB", "POLARS_OOC_SPILL_DIR"
+
+_limit: int | None = None  # bytes, as last applied
+_applied = False
+_spill: str | None = None
+_connections: weakref.WeakSet = weakref.WeakSet()
+_set_by_us: dict[str, str] = {}  # the Polars variables this process set (a user's own are left alone)
+
+
+def apply(settings: Settings) -> None:
+    """Make ``settings.memory_limit`` the limit of this process's engines (or lift the one stedi set)."""
+    global _limit, _applied
+    limit = settings.memory_bytes
+    if _applied and limit == _limit:
+        return
+    _limit, _applied = limit, True
+    wanted = {POLARS_SPILL: spill_folder()} | ({POLARS_BUDGET: str(max(limit // 2**20, 1))} if limit else {})
+    for name in (POLARS_BUDGET, POLARS_SPILL):
+        if name in wanted and (name not in os.environ or _set_by_us.get(name) == os.environ[name]):
+            os.environ[name] = _set_by_us[name] = wanted[name]
+        elif name not in wanted and name in _set_by_us and os.environ.get(name) == _set_by_us.pop(name):
+            del os.environ[name]
+    if "polars" in sys.modules:  # the budget is read when Polars is imported: told again
+        from polars import _plr
+
+        _plr.config_reload_env_var(POLARS_BUDGET)
+    for con in list(_connections):
+        _configure(con)
+
+
+def limit() -> int | None:
+    """The memory limit applied, in bytes (``None``: the engines' own defaults)."""
+    return _limit
+
+
+def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection (as :func:`duckdb.connect`) kept to the memory limit."""
+    import duckdb
+
+    config = dict(kwargs.pop("config", None) or {}) | {"temp_directory": spill_folder()}
+    if _limit:
+        config["memory_limit"] = f"{_limit // 2**20}MiB"
+    con = duckdb.connect(database, config=config, **kwargs)
+    _connections.add(con)
+    return con
+
+
+def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    """A connection opened before the limit changed, told the new one."""
+    import duckdb
+
+    try:
+        if _limit:
+            con.execute(f"SET memory_limit = '{_limit // 2**20}MiB'")
+        else:
+            con.execute("RESET memory_limit")
+    except duckdb.Error:  # closed since, or its configuration locked (the SQL sandbox's): as it was opened
+        _connections.discard(con)
+
+
+def spill_folder() -> str:
+    """This process's private folder for what the engines spill (created once, removed at exit)."""
+    global _spill
+    if _spill is None:
+        _spill = tempfile.mkdtemp(prefix="stedi-spill-")  # 0700
+        atexit.register(shutil.rmtree, _spill, ignore_errors=True)
+    return _spill
