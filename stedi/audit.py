@@ -39,8 +39,8 @@ from stedi.warehouse import Warehouse
 if TYPE_CHECKING:
     import polars as pl
 
-    from stedi.incremental import People
     from stedi.keys import Keys
+    from stedi.people import People
 
 CURATED = ("customers_curated", "machine_learning_curated")
 #: Tables about what stedi did, not about people: the audit does not read them, and a run that

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from stedi import properties
 from stedi.contracts import load_contracts
-from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from
+from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from, not_by_a_run
 
 if TYPE_CHECKING:
     from pyiceberg.table import Snapshot
@@ -109,21 +109,18 @@ def _properties(table, current: Snapshot) -> dict[str, str]:
     if held:  # a compaction of a compaction stands for the same rows
         return props
     listed: list[int] = []
-    not_by_a_run = ""
     snap = current
     while snap is not None and len(listed) < _MAX_LISTED:
         earlier = compacted_from(snap)
         if earlier:
             listed += earlier
-            not_by_a_run = snap.summary.additional_properties.get(NOT_BY_A_RUN, "")
             break
         listed.append(snap.snapshot_id)
         if snap.summary is None or properties.RUN_ID not in snap.summary.additional_properties:
-            not_by_a_run = str(snap.snapshot_id)
             break
         snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
     props[COMPACTED] = json.dumps(listed)
-    props[NOT_BY_A_RUN] = not_by_a_run
+    props[NOT_BY_A_RUN] = str(not_by_a_run(table) or "")
     props.setdefault(DATA_AT, str(current.timestamp_ms))
     return props
 

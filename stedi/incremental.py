@@ -40,10 +40,10 @@ from stedi import privacy, properties
 from stedi.contracts import contract
 from stedi.evaluation import DERIVED, derived_input
 from stedi.jobs import PSEUDONYMS
+from stedi.people import NOBODY, People
 
 if TYPE_CHECKING:
     import polars as pl
-    from pyiceberg.expressions import BooleanExpression
 
     from stedi.jobs import Job
     from stedi.keys import Keys
@@ -54,75 +54,6 @@ if TYPE_CHECKING:
 #: Above this share of all customers touched, a run rebuilds everything instead: measured at 100x,
 #: recomputing every customer's rows by person costs more than the rebuild (BENCHMARKS.md).
 REBUILD_SHARE = 0.25
-
-
-@dataclass(frozen=True)
-class People:
-    """A set of customers, in each form their rows name them by (identifiers in their normal form)."""
-
-    emails: frozenset[str]
-    keys: frozenset[str]  # customer_key
-    serials: frozenset[str]
-    #: every spelling of their emails in customer_landing (as sent: case, spaces), when known
-    spellings: frozenset[str] | None = None
-    subjects: frozenset[str] = frozenset()  # subject_key (the consent history's pseudonym)
-
-    def __bool__(self) -> bool:
-        return bool(self.emails or self.serials)
-
-    def values(self, kind: str) -> list[str]:
-        """Their values of an owner kind (``stedi.owner_kind``)."""
-        by_kind = {
-            "email": self.emails,
-            "serial": self.serials,
-            "customer_key": self.keys,
-            "subject_key": self.subjects,
-            "identifier": self.emails | self.serials,
-        }
-        return sorted(by_kind[kind])
-
-    def restrict(self, frame: Any, table: str) -> pl.LazyFrame:
-        """The rows of ``frame`` (Polars, native or narwhals, of table ``table``) that belong to these people."""
-        return nw.to_native(frame, pass_through=True).lazy().filter(self._theirs(table))
-
-    def exclude(self, frame: Any, table: str) -> pl.LazyFrame:
-        """The rows of ``frame`` (of table ``table``) that belong to anyone else."""
-        return nw.to_native(frame, pass_through=True).lazy().filter(~self._theirs(table))
-
-    def _theirs(self, table: str) -> pl.Expr:
-        import polars as pl
-
-        if table == PSEUDONYMS:
-            return pl.col("email").is_in(self.values("email"))
-        if table == privacy.SET_ASIDE:
-            return pl.col("owner").is_in(self.values("email"))
-        if table == "customer_landing" and self.spellings is not None:  # no need to normalise every row
-            return pl.col("email").is_in(sorted(self.spellings))
-        c = contract(table)
-        column = pl.col(c.owner)
-        if c.zone == "landing":  # identifiers as sent; everywhere else in their normal form already
-            column = privacy.polars_normal(column)
-        return column.is_in(self.values(c.owner_kind))
-
-    def where(self, table: str) -> BooleanExpression:
-        """An Iceberg row filter matching these people's rows of ``table`` (not a landing table)."""
-        from pyiceberg.expressions import In
-
-        c = contract(table)
-        return In(c.owner, self.values(c.owner_kind))
-
-    def __or__(self, other: People) -> People:
-        spellings = None if self.spellings is None or other.spellings is None else self.spellings | other.spellings
-        return People(
-            self.emails | other.emails,
-            self.keys | other.keys,
-            self.serials | other.serials,
-            spellings,
-            self.subjects | other.subjects,
-        )
-
-
-NOBODY = People(frozenset(), frozenset(), frozenset(), frozenset())
 
 
 @dataclass
@@ -165,11 +96,18 @@ def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
 
 
 def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, str]:
-    """The ``stedi.read`` snapshot property a run stamps on each output: landing snapshots read."""
+    """The ``stedi.read`` snapshot property a run stamps on each output: the landing snapshots read
+    (their rows' :meth:`~stedi.warehouse.Warehouse.content_id`; of the quarantine, the last snapshot
+    no run wrote: the records set aside, as the run's fingerprints see them; a run's own rule rows
+    there are no job's input, and an output not run again still agrees with the others)."""
     return {
-        job.output: json.dumps({n: wh.content_id(n) for n in names}, sort_keys=True)
+        job.output: json.dumps({n: _state(wh, n) for n in names}, sort_keys=True)
         for job, names in zip(jobs, landing_inputs(jobs).values(), strict=True)
     }
+
+
+def _state(wh: Warehouse, name: str) -> int | None:
+    return wh.last_snapshot_not_by_a_run(name) if name == DERIVED[privacy.SET_ASIDE] else wh.content_id(name)
 
 
 def plan(wh: Warehouse, jobs: list[Job], keys: Keys, params: Mapping[str, str]) -> Plan | None:
@@ -285,6 +223,10 @@ def _appended(wh: Warehouse, name: str, since: int | None) -> pl.LazyFrame | Non
     snapshot = table.current_snapshot()
     start = since  # the snapshot after which the new rows were added
     while snapshot is not None and snapshot.snapshot_id != since:
+        stamped = (snapshot.summary.additional_properties if snapshot.summary else {}).get(properties.NOT_BY_A_RUN)
+        if stamped is not None and (int(stamped or 0) or None) == since:  # only a run wrote since (its rule rows)
+            start = snapshot.snapshot_id
+            break
         if compacted_from(snapshot):  # files rewritten, rows kept: new rows are those added after it
             if since not in compacted_from(snapshot):
                 return None

@@ -21,8 +21,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from stedi.errors import StediError, first_line
 from stedi import resources
+from stedi.errors import StediError, first_line
 from stedi.properties import RUN_ID
 
 if TYPE_CHECKING:

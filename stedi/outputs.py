@@ -27,8 +27,8 @@ from stedi.warehouse import Change, Staged, Warehouse
 if TYPE_CHECKING:
     import polars as pl
 
-    from stedi.incremental import People
     from stedi.jobs import Job
+    from stedi.people import People
 
 
 @dataclass(frozen=True)

@@ -126,4 +126,6 @@ def quarantine(wh: Warehouse, bad: pl.DataFrame, run_id: str) -> Change | None:
         batch_id=pl.lit(run_id),
         quarantined_at=pl.lit(datetime.now(UTC)),
     )
-    return Change("quarantine", rows.to_arrow(), "append", {properties.RUN_ID: run_id})
+    # (which records set aside it leaves as they were: read when expired history cannot tell)
+    stamps = {properties.RUN_ID: run_id, properties.NOT_BY_A_RUN: str(wh.last_snapshot_not_by_a_run("quarantine") or "")}
+    return Change("quarantine", rows.to_arrow(), "append", stamps)

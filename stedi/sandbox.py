@@ -19,8 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stedi.errors import QueryError, StediError, first_line
 from stedi import resources
+from stedi.errors import QueryError, StediError, first_line
 
 if TYPE_CHECKING:
     import duckdb

@@ -78,6 +78,21 @@ def compacted_from(snapshot) -> list[int]:
     return json.loads(props[COMPACTED]) if COMPACTED in props else []
 
 
+def not_by_a_run(table) -> int | None:
+    """The latest snapshot of ``table``, in its history, that no run wrote (an ingest, a forget): a
+    run's own appends (the quarantine's rule rows) are passed over. A run's append and a compaction
+    say which one it was when they were written (NOT_BY_A_RUN), so expired history leaves no gap."""
+    snap = table.current_snapshot()
+    while snap is not None and snap.summary is not None:
+        props = snap.summary.additional_properties
+        if NOT_BY_A_RUN in props:
+            return int(props[NOT_BY_A_RUN] or 0) or None
+        if properties.RUN_ID not in props:
+            break
+        snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
+    return snap.snapshot_id if snap else None
+
+
 def table_properties(c: Contract) -> dict[str, str]:
     """The properties a table is created with (and brought up to): physical settings, the contract's
     own, and no column statistics beyond counts for personal columns, so that no manifest holds an
@@ -294,18 +309,8 @@ class Warehouse:
         return snap.summary.additional_properties.get(prop) if snap and snap.summary else None
 
     def last_snapshot_not_by_a_run(self, name: str) -> int | None:
-        """The latest snapshot of table ``name``, in its current history, that no run wrote (an
-        ingest, a forget): a run's own appends (the quarantine's rule rows) are passed over."""
-        table = self.table(name)
-        snap = table.current_snapshot()
-        while snap is not None and snap.summary is not None:
-            props = snap.summary.additional_properties
-            if COMPACTED in props:  # a compaction stands for the rows before it
-                return int(props[NOT_BY_A_RUN] or 0) or None
-            if properties.RUN_ID not in props:
-                break
-            snap = table.snapshot_by_id(snap.parent_snapshot_id) if snap.parent_snapshot_id else None
-        return snap.snapshot_id if snap else None
+        """The latest snapshot of table ``name`` that no run wrote (:func:`not_by_a_run`)."""
+        return not_by_a_run(self.table(name))
 
     def content_id(self, name: str) -> int | None:
         """The snapshot whose rows table ``name`` holds now: the current one, or the one a compaction
