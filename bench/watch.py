@@ -260,18 +260,20 @@ def main() -> None:
     parser.add_argument("--long-scale", type=int, default=10)
     parser.add_argument("--long-batches", type=int, default=1000)
     parser.add_argument("--skip-long", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "watch.json", help="where the raw figures go")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="stedi-bench-watch-"))
     try:
-        result = {"latency": latency(args.scale, args.batches, args.per_batch, work)}
-        lat = result["latency"]
-        print(f"latency at {args.scale}x: median {lat['median']:.2f}s, p95 {lat['p95']:.2f}s, max {lat['max']:.2f}s", flush=True)
-        if not args.skip_long:
+        result = {}
+        if not args.skip_latency:
+            result["latency"] = lat = latency(args.scale, args.batches, args.per_batch, work)
+            print(f"latency at {args.scale}x: median {lat['median']:.2f}s, p95 {lat['p95']:.2f}s, max {lat['max']:.2f}s", flush=True)
             shutil.rmtree(work / f"wh-{args.scale}x", ignore_errors=True)
+        if not args.skip_long:
             result["long"] = long(args.long_scale, args.long_batches, args.per_batch, work)
-        out = ROOT / "bench" / "results"
-        out.mkdir(exist_ok=True)
-        (out / "watch.json").write_text(json.dumps(result, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
         print(json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)} for k, v in result.items()}, indent=1))
     finally:
         shutil.rmtree(work, ignore_errors=True)

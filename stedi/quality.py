@@ -111,8 +111,11 @@ def quarantine(wh: Warehouse, bad: pl.DataFrame, run_id: str) -> Change | None:
     import polars as pl
 
     key = ["target_table", "reason", "raw"]
+    bad = bad.unique(subset=key, keep="first", maintain_order=True)
+    # only the held rows equal to one of these are kept in memory, not every row held (a stream of them)
     held = wh.scan("quarantine").filter(pl.col("target_table").is_in(bad["target_table"].unique().to_list())).select(key)
-    bad = bad.unique(subset=key, keep="first", maintain_order=True).join(held.collect(), on=key, how="anti", nulls_equal=True)
+    held = held.join(bad.lazy().select(key), on=key, how="semi", nulls_equal=True).collect()
+    bad = bad.join(held, on=key, how="anti", nulls_equal=True)
     if bad.height == 0:
         return None
     rows = bad.select(

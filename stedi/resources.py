@@ -10,11 +10,18 @@ already imported), which its streaming engine keeps to. The two engines take tur
 What spills holds personal data: with or without a limit, both spill into one folder of the
 user's own (0700), removed at exit (DuckDB's default is ``.tmp`` in the working directory). The
 Spark engine is sized by Spark's own settings (``spark.driver.memory``, ``spark.executor.memory``).
+
+A long-lived process (``stedi-etl watch``) calls :func:`long_lived` before the engines load and
+:func:`release` after each burst of work: the allocators give back what they keep between bursts
+(Polars' jemalloc decays freed pages at once, DuckDB flushes its allocator after a task past 16 MiB,
+Arrow's pool and glibc's free lists are returned), so that what the process holds does not ratchet
+up to the largest burst it has seen.
 """
 
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import sys
@@ -35,6 +42,12 @@ _applied = False
 _spill: str | None = None
 _connections: weakref.WeakSet = weakref.WeakSet()
 _set_by_us: dict[str, str] = {}  # the Polars variables this process set (a user's own are left alone)
+_long_lived = False
+#: jemalloc's settings in Polars (its symbols prefixed _rjem_): freed pages returned at once, by a thread of its own.
+POLARS_JEMALLOC = "_RJEM_MALLOC_CONF"
+_JEMALLOC_RETURNS = "background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0"
+#: DuckDB's allocator flushed after any task whose peak passed this (its default: 128 MiB).
+_DUCKDB_FLUSH = "16MiB"
 
 
 def apply(settings: Settings) -> None:
@@ -70,6 +83,8 @@ def connect(database: str = ":memory:", **kwargs) -> duckdb.DuckDBPyConnection:
     config = dict(kwargs.pop("config", None) or {}) | {"temp_directory": spill_folder()}
     if _limit:
         config["memory_limit"] = f"{_limit // 2**20}MiB"
+    if _long_lived:
+        config |= {"allocator_flush_threshold": _DUCKDB_FLUSH, "allocator_background_threads": True}
     con = duckdb.connect(database, config=config, **kwargs)
     _connections.add(con)
     return con
@@ -86,6 +101,32 @@ def _configure(con: duckdb.DuckDBPyConnection) -> None:
             con.execute("RESET memory_limit")
     except duckdb.Error:  # closed since, or its configuration locked (the SQL sandbox's): as it was opened
         _connections.discard(con)
+
+
+def long_lived() -> None:
+    """This process lives long and works in bursts: the engines' allocators are told to give back
+    what they free (Polars: only if it is not imported yet, and unless the user set jemalloc's own)."""
+    global _long_lived
+    _long_lived = True
+    if "polars" not in sys.modules:
+        os.environ.setdefault(POLARS_JEMALLOC, _JEMALLOC_RETURNS)
+
+
+def release() -> None:
+    """Return to the system the memory the allocators keep after a burst of work: Arrow's pool
+    (unused pages) and glibc's free lists (``malloc_trim``, where the C library has it)."""
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _libc():
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
 
 
 def spill_folder() -> str:

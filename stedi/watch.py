@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from stedi import properties
+from stedi import properties, resources
 from stedi.errors import SourceError, StediError, first_line
 from stedi.ingest import _FOLDERS, RawFile, _taken, ingest_files
 from stedi.storage import filesystem, normalise, storage_error
@@ -352,6 +352,7 @@ class Watcher:
             self.batches += 1
             self._since_maintenance += 1
         self.report(batch)
+        resources.release()  # (after the line: the rows are committed, the delay measured)
         return batch
 
     def _take(self, complete: list[tuple[str, RawFile, float]], when: dict, taken: dict) -> None:
@@ -391,6 +392,7 @@ class Watcher:
         summary = maintain(self.wh, self.keys)
         self._since_maintenance = 0
         self.maintained(summary)
+        resources.release()
         return summary
 
     def upkeep(self) -> None:
@@ -402,6 +404,7 @@ class Watcher:
         name = most_files(self.wh, self.options.max_files)  # the tables as the batch left them
         if name is not None:
             self.maintained(maintain(self.wh, self.keys, tables=[name]))
+            resources.release()
 
 
 # -- freshness ------------------------------------------------------------------------------------

@@ -96,3 +96,60 @@ def test_the_spill_folder_goes_with_the_process(tmp_path):
     code = "from stedi import resources; print(resources.spill_folder())"
     folder = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert folder and not os.path.exists(folder)
+
+
+# -- a long-lived process (watch) -------------------------------------------------------------------
+
+GIVES_BACK = """
+import os, sys
+from stedi import resources
+resources.long_lived()
+import polars, duckdb  # (jemalloc reads its settings when Polars loads: after long_lived)
+con = resources.connect()
+flush = con.execute("SELECT current_setting('allocator_flush_threshold')").fetchall()[0][0]
+print(os.environ.get("_RJEM_MALLOC_CONF"), flush, duckdb.connect().execute("SELECT current_setting('allocator_flush_threshold')").fetchall()[0][0])
+"""
+
+
+def flush_bytes(text: str) -> int:
+    """DuckDB's spelling of a size in bytes: "134217728B", "16MiB"."""
+    number, unit = (text[:-3], 2**20) if text.endswith("MiB") else (text[:-1], 1)
+    return int(float(number) * unit)
+
+
+@pytest.mark.parametrize("own", [None, "dirty_decay_ms:5000"])
+def test_a_long_lived_process_tells_the_allocators_to_give_memory_back(own):
+    env = {k: v for k, v in os.environ.items() if k != resources.POLARS_JEMALLOC} | ({resources.POLARS_JEMALLOC: own} if own else {})
+    out = subprocess.run([sys.executable, "-c", GIVES_BACK], capture_output=True, text=True, env=env, check=True).stdout.split()
+    jemalloc, ours, plain = out
+    # (Polars puts its own defaults first: jemalloc takes the last word for each)
+    assert jemalloc.endswith(own or "background_thread:true,dirty_decay_ms:0,muzzy_decay_ms:0")
+    assert own is None or "background_thread" not in jemalloc  # a user's own left alone
+    assert (flush_bytes(ours), flush_bytes(plain)) == (16 * 2**20, 128 * 2**20)  # DuckDB's flush threshold: ours, its default
+
+
+def test_a_process_that_is_not_long_lived_keeps_the_defaults():
+    con = resources.connect()
+    assert flush_bytes(con.execute("SELECT current_setting('allocator_flush_threshold')").fetchall()[0][0]) == 128 * 2**20
+
+
+def test_release_returns_arrow_s_pool_and_glibc_s_free_lists(monkeypatch):
+    import pyarrow as pa
+
+    calls = []
+
+    class Libc:
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    class Pool:
+        def release_unused(self):
+            calls.append("arrow")
+
+    monkeypatch.setattr(resources, "_libc", Libc)
+    monkeypatch.setattr(pa, "default_memory_pool", Pool)
+    resources.release()
+    assert calls == ["arrow", ("trim", 0)]
+    monkeypatch.setattr(resources, "_libc", lambda: None)  # no glibc (musl, macOS): Arrow's pool only
+    resources.release()
+    assert calls[-1] == "arrow"

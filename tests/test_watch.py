@@ -459,3 +459,22 @@ def test_a_files_odd_modification_time_neither_blocks_it_nor_skews_the_delay(tmp
     delays = [float(line.rsplit("delay ", 1)[1].rstrip("s")) for line in done.stdout.splitlines() if "delay " in line]
     assert delays and all(0 <= d <= time.monotonic() - started for d in delays), (why, done.stdout)
     assert manifest_rows(tmp_path / "wh") == len(list(inbox.rglob("*.json")))
+
+
+def test_each_micro_batch_and_each_compaction_gives_memory_back(tmp_path, parts, monkeypatch):
+    """A watch lives for hours: after each micro-batch (its line printed) and each compaction between
+    them, the allocators return what the burst freed (:func:`stedi.resources.release`)."""
+    from stedi import resources
+
+    events = []
+    monkeypatch.setattr(resources, "release", lambda: events.append("release"))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    watcher = Watcher(wh, str(inbox), wh.keys(KEY, create=True), Options(once=True, settle=0.0, max_files=2),
+                      report=lambda batch: events.append("batch"), maintained=lambda summary: events.append("compacted"))
+    for part in parts[:3]:
+        shutil.copytree(part, inbox, dirs_exist_ok=True)
+        watcher.serve()
+    assert events.count("batch") == 3 and "compacted" in events
+    assert all(after == "release" for before, after in zip(events, events[1:]) if before in ("batch", "compacted"))

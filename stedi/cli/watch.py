@@ -77,6 +77,9 @@ def watch(obj: _Context, source: str, interval: float, settle: float, max_batch_
       stedi-etl watch s3://my-bucket/stedi-landing/ --interval 5
       stedi-etl watch --once inbox/     # from cron
     """
+    from stedi import resources
+
+    resources.long_lived()  # before the engines load: their allocators told to give memory back
     from stedi.watch import Options, SecondPress, Watcher
 
     out = _console()
