@@ -477,4 +477,4 @@ def test_each_micro_batch_and_each_compaction_gives_memory_back(tmp_path, parts,
         shutil.copytree(part, inbox, dirs_exist_ok=True)
         watcher.serve()
     assert events.count("batch") == 3 and "compacted" in events
-    assert all(after == "release" for before, after in zip(events, events[1:]) if before in ("batch", "compacted"))
+    assert all(after == "release" for before, after in zip(events, events[1:], strict=False) if before in ("batch", "compacted"))
