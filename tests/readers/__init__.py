@@ -57,7 +57,7 @@ def assert_readers_agree(wh, out: Path, readers: tuple[str, ...] = READERS) -> l
         done = subprocess.run(
             [str(PYTHON), str(SCRIPT), reader, str(folder)], input=json.dumps(tables), env=env, capture_output=True, text=True, timeout=600
         )
-        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.returncode == 0, f"{reader} exited {done.returncode}: {done.stderr[-3000:]}"  # (negative: killed by that signal)
         errors = {p.stem: p.read_text()[:500] for p in folder.glob("*.error")}
         assert not errors, f"{reader} could not read: {errors}"
         for name in names:
