@@ -18,6 +18,7 @@ from stedi.jobs import DEFAULT_PARAMS, PSEUDONYMS, Job
 if TYPE_CHECKING:
     import polars as pl
 
+    from stedi.warehouse import Warehouse
 
 
 def evaluate(
@@ -59,6 +60,13 @@ def evaluate(
 
 #: Inputs a job may ask for that are no table: derived by the runner from the table named.
 DERIVED = {PSEUDONYMS: "customer_landing", privacy.SET_ASIDE: "quarantine"}
+
+
+def input_state(wh: Warehouse, name: str) -> int | None:
+    """The snapshot standing for what the jobs read of landing table ``name``, in a run's
+    fingerprints and its ``stedi.read``: its rows (``content_id``); of the quarantine, where they read
+    only the records set aside, the last snapshot no run wrote (a run's own rule rows are no input)."""
+    return wh.last_snapshot_not_by_a_run(name) if name == DERIVED[privacy.SET_ASIDE] else wh.content_id(name)
 
 
 def derived_input(name: str, get: Callable[[str], Any], key: bytes, engine: Engine) -> Any:

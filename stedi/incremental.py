@@ -38,7 +38,7 @@ import narwhals as nw
 
 from stedi import privacy, properties
 from stedi.contracts import contract
-from stedi.evaluation import DERIVED, derived_input
+from stedi.evaluation import DERIVED, derived_input, input_state
 from stedi.jobs import PSEUDONYMS
 from stedi.people import NOBODY, People
 
@@ -96,18 +96,13 @@ def landing_inputs(jobs: list[Job]) -> dict[str, tuple[str, ...]]:
 
 
 def read_properties(wh: Warehouse, jobs: list[Job]) -> dict[str, str]:
-    """The ``stedi.read`` snapshot property a run stamps on each output: the landing snapshots read
-    (their rows' :meth:`~stedi.warehouse.Warehouse.content_id`; of the quarantine, the last snapshot
-    no run wrote: the records set aside, as the run's fingerprints see them; a run's own rule rows
-    there are no job's input, and an output not run again still agrees with the others)."""
+    """The ``stedi.read`` snapshot property a run stamps on each output: the landing snapshots read,
+    as the run's fingerprints see them (:func:`~stedi.evaluation.input_state`), so that an output not
+    run again agrees with the others."""
     return {
-        job.output: json.dumps({n: _state(wh, n) for n in names}, sort_keys=True)
+        job.output: json.dumps({n: input_state(wh, n) for n in names}, sort_keys=True)
         for job, names in zip(jobs, landing_inputs(jobs).values(), strict=True)
     }
-
-
-def _state(wh: Warehouse, name: str) -> int | None:
-    return wh.last_snapshot_not_by_a_run(name) if name == DERIVED[privacy.SET_ASIDE] else wh.content_id(name)
 
 
 def plan(wh: Warehouse, jobs: list[Job], keys: Keys, params: Mapping[str, str]) -> Plan | None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from stedi import privacy, properties, quality, retention, run_log
 from stedi.engines import Engine, PolarsEngine
 from stedi.errors import AuditError, JobError, StediError, first_line
-from stedi.evaluation import drop_marked, evaluate
+from stedi.evaluation import DERIVED, drop_marked, evaluate, input_state
 from stedi.jobs import DEFAULT_PARAMS, PSEUDONYMS, Job, load_jobs
 from stedi.warehouse import Warehouse
 
@@ -88,7 +88,7 @@ def _fingerprints(jobs: list[Job], wh: Warehouse, keys: Keys, params: Mapping[st
     downstream). The pseudonym map is the key's (random) id; the records set aside, the last
     snapshot of the quarantine that an ingest or a forget wrote (a run's own rows there are not
     customer records)."""
-    prints: dict[str, str] = {PSEUDONYMS: f"key {keys.key_id}", privacy.SET_ASIDE: f"quarantine@{wh.last_snapshot_not_by_a_run('quarantine')}"}
+    prints: dict[str, str] = {PSEUDONYMS: f"key {keys.key_id}", privacy.SET_ASIDE: f"quarantine@{input_state(wh, DERIVED[privacy.SET_ASIDE])}"}
     for job in jobs:
         parts = [job.code_hash, *(f"{p}={params[p]}" for p in job.parameters)]
         for name in job.inputs:

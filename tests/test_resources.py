@@ -128,7 +128,8 @@ def test_a_long_lived_process_tells_the_allocators_to_give_memory_back(own):
     assert (flush_bytes(ours), flush_bytes(plain)) == (16 * 2**20, 128 * 2**20)  # DuckDB's flush threshold: ours, its default
 
 
-def test_a_process_that_is_not_long_lived_keeps_the_defaults():
+def test_a_process_that_is_not_long_lived_keeps_the_defaults(monkeypatch):
+    monkeypatch.setattr(resources, "_long_lived", False)  # (a watch run in this process by another test sets it for good)
     con = resources.connect()
     assert flush_bytes(con.execute("SELECT current_setting('allocator_flush_threshold')").fetchall()[0][0]) == 128 * 2**20
 
