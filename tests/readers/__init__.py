@@ -51,7 +51,8 @@ def assert_readers_agree(wh, out: Path, readers: tuple[str, ...] = READERS) -> l
         pytest.skip("; ".join(reasons[r] for r in readers))
     names = sorted(load_contracts())
     tables = {name: wh.table(name).metadata_location for name in names}
-    env = os.environ | {"READER_S3": json.dumps(wh.files.iceberg_properties)}
+    # a reader that dies in native code prints where (faulthandler), and says which table it was on
+    env = os.environ | {"READER_S3": json.dumps(wh.files.iceberg_properties), "PYTHONFAULTHANDLER": "1"}
     for reader in usable:
         folder = out / reader
         done = subprocess.run(

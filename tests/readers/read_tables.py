@@ -78,6 +78,7 @@ def main() -> None:
     read = READERS[reader](json.loads(os.environ.get("READER_S3") or "{}"))
     out.mkdir(parents=True, exist_ok=True)
     for name, metadata in tables.items():
+        print(f"{reader}: reading {name}", file=sys.stderr, flush=True)
         try:
             table = read(name, metadata)
         except Exception as err:  # noqa: BLE001 — the test reports what the reader said
@@ -85,6 +86,7 @@ def main() -> None:
             continue
         with pa.OSFile(str(out / f"{name}.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
             writer.write_table(table)
+    print(f"{reader}: done", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
