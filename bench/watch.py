@@ -67,7 +67,8 @@ class Sessions:
         users = phone.select("user").unique().collect()["user"]
         first, self.last = phone.select(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last")).collect().row(0)
         self.span = self.last - first + 1  # every new reading is later than every reading of the data set
-        chosen = consenting.filter(pl.col("email").is_in(users.implode())).sample(customers, seed=seed, shuffle=True)
+        eligible = consenting.filter(pl.col("email").is_in(users.implode()))
+        chosen = eligible.sample(min(customers, eligible.height), seed=seed, shuffle=True)  # (a small set: taken again, later)
         self.phone = phone.filter(pl.col("user").is_in(chosen["email"].implode())).collect().partition_by("user", as_dict=True)
         device = pl.scan_ndjson(sorted((source / "step_trainer" / "landing").glob("*.json")))
         self.device = device.filter(pl.col("serialNumber").is_in(chosen["serialNumber"].implode())).collect().partition_by(
@@ -128,11 +129,16 @@ class Watch:
                     raise SystemExit(f"watch stopped or stalled: {self.proc.stderr.read()[-2000:] if self.proc.poll() is not None else 'timeout'}")
                 self.cond.wait(0.5)
 
-    def rss_mb(self) -> float:
+    def memory_mb(self) -> dict[str, float]:
+        """The watch's resident memory: all of it, its own (anonymous: heaps, the engines' pools) and
+        the pages of files it maps (the libraries' code, shared, bounded by their size)."""
+        fields = {"VmRSS:": "rss_mb", "RssAnon:": "anon_mb", "RssFile:": "file_mb"}
+        out = {}
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+            name = line.split(maxsplit=1)[0] if line else ""
+            if name in fields:
+                out[fields[name]] = round(int(line.split()[1]) / 1024, 1)
+        return out
 
     def stop(self) -> str:
         self.proc.terminate()
@@ -223,7 +229,7 @@ def long(scale: int, batches: int, per_batch: int, work: Path) -> dict:
         seconds.append(at - complete)
         if b % 50 == 0 or b == batches - 1:
             files, size = metadata(wh)
-            samples.append({"batch": b + 1, "rss_mb": round(watch.rss_mb(), 1), "metadata_files": files, "metadata_bytes": size})
+            samples.append({"batch": b + 1, **watch.memory_mb(), "metadata_files": files, "metadata_bytes": size})
             print(f"  long: {samples[-1]}", flush=True)
     elapsed = time.perf_counter() - started
     lines = [line for _, line in watch.lines if "maintenance:" in line]

@@ -2,7 +2,8 @@
 
 Every micro-batch of ``stedi-etl watch`` appends a small file (and a manifest) to the tables it
 touches; after hours of them a scan opens thousands of files. :func:`compact` reads a table's
-small files and writes their rows again as files of the table's target size, in one Iceberg
+small files (a group of at most :data:`BIN_BYTES` at a time, streamed to the writer: its memory
+does not grow with the table) and writes their rows again as files of the table's target size, in one Iceberg
 ``overwrite`` snapshot that deletes the small files and adds the new ones (pyiceberg 0.12 has no
 ``rewrite_data_files`` action; its snapshot producer does the same with ``delete_data_file`` and
 ``append_data_file``). The snapshot keeps the current snapshot's properties (a run's fingerprint
@@ -17,8 +18,10 @@ bounded by the retention while time travel keeps what it promises. Both hold the
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,12 +30,16 @@ from stedi.contracts import load_contracts
 from stedi.warehouse import COMPACTED, NOT_BY_A_RUN, Staged, Warehouse, compacted_from, not_by_a_run
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from pyiceberg.table import Snapshot
 
     from stedi.keys import Keys
 
 #: A data file smaller than this (on disk) is worth rewriting with others.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
+#: The small files read together: at most this many bytes on disk, so that a compaction holds one
+#: group's rows in memory (a few times this) and the writer's one file in the making, not a whole table.
+BIN_BYTES = 4 * SMALL_FILE_BYTES
 #: Compact a table once it has at least this many small files.
 MIN_SMALL_FILES = 2
 #: When the snapshot compacted was written (epoch ms): the rows' last change, for freshness.
@@ -75,17 +82,29 @@ def compact(
         small = [t for t in tasks if t.file.file_size_in_bytes < small_bytes and not t.delete_files]
         if len(small) < min_files and not (force and len(tasks) >= 1):
             return None
+        import pyarrow as pa
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 
-        rows = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue()).to_table(small) if small else None
+        scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+        read = [0]
+
+        def batches() -> Iterator[pa.RecordBatch]:  # a group of files read at a time, whatever the table's size
+            for group in bins(small, BIN_BYTES):
+                for batch in scan.to_record_batches(group):
+                    read[0] += batch.num_rows
+                    yield batch
+
         props = _properties(table, current)
         tx = table.transaction()
         added = []
         with tx.update_snapshot(snapshot_properties=props).overwrite() as producer:
             for task in small:
                 producer.delete_data_file(task.file)
-            if rows is not None and rows.num_rows:
+            stream = batches()
+            first = next(stream, None)
+            if first is not None:  # streamed into files of the table's target size
+                rows = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], stream))
                 for data_file in _dataframe_to_data_files(tx.table_metadata, rows, table.io, producer.commit_uuid):
                     producer.append_data_file(data_file)
                     added.append(data_file)
@@ -94,10 +113,24 @@ def compact(
             name,
             len(small),
             len(added),
-            rows.num_rows if rows is not None else 0,
+            read[0],
             sum(t.file.file_size_in_bytes for t in small),
             sum(f.file_size_in_bytes for f in added),
         )
+
+
+def bins(tasks: list, most: int) -> list[list]:
+    """``tasks`` (data files to rewrite) in groups of at most ``most`` bytes on disk, in order (a file
+    larger than that alone): each group is read and written on its own."""
+    groups: list[list] = []
+    size = 0
+    for task in tasks:
+        if not groups or size + task.file.file_size_in_bytes > most:
+            groups.append([])
+            size = 0
+        groups[-1].append(task)
+        size += task.file.file_size_in_bytes
+    return groups
 
 
 def _properties(table, current: Snapshot) -> dict[str, str]:

@@ -113,8 +113,11 @@ def long_lived() -> None:
 
 
 def release() -> None:
-    """Return to the system the memory the allocators keep after a burst of work: Arrow's pool
-    (unused pages) and glibc's free lists (``malloc_trim``, where the C library has it)."""
+    """Return to the system the memory kept after a burst of work: pyiceberg's cache of manifest
+    entries (its ``clear_manifest_cache``, meant for this), Arrow's pool (unused pages) and glibc's
+    free lists (``malloc_trim``, where the C library has it)."""
+    if "pyiceberg.manifest" in sys.modules:
+        sys.modules["pyiceberg.manifest"].clear_manifest_cache()
     if "pyarrow" in sys.modules:
         sys.modules["pyarrow"].default_memory_pool().release_unused()
     trim = getattr(_libc(), "malloc_trim", None)

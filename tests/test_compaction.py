@@ -20,6 +20,7 @@ from stedi.ingest import ingest
 from stedi.runner import run
 from stedi.warehouse import Warehouse
 from tests.factories import KEY
+from tests.readers import assert_plain_iceberg_files
 
 DAY_MS = 86_400_000
 
@@ -93,6 +94,8 @@ def test_maintain_keeps_every_row_and_bounds_files_and_snapshots(tmp_path, many_
         assert len(table.metadata.snapshots) <= 1, name
     assert {c.table for c in summary.compacted} >= {"machine_learning_curated", "accelerometer_landing", "ingest_manifest"}
     assert all(c.rows > 0 and c.files_after == 1 for c in summary.compacted), summary.compacted
+    # the rewritten files as any file stedi writes: full URIs, field ids, no statistics of a personal column
+    assert assert_plain_iceberg_files(wh, [c.table for c in summary.compacted], footers=True) >= len(summary.compacted)
     # every file under a table is one its current snapshot uses: the metadata folder is bounded
     for name in before:
         table = wh.table(name)
@@ -148,3 +151,35 @@ def test_maintain_keeps_time_travel_within_the_retention(tmp_path, source):
     table = Warehouse.open(Settings(warehouse=tmp_path / "wh")).table("machine_learning_curated")
     assert first.snapshot_id in {s.snapshot_id for s in table.metadata.snapshots}  # a day old at most: kept
     assert table.scan(snapshot_id=first.snapshot_id).to_arrow().num_rows == rows_then  # and its files with it
+
+
+def test_compaction_reads_a_bounded_group_of_files_at_a_time(tmp_path, many_batches, monkeypatch):
+    """Memory bounded by design: however many small files a table has, a compaction reads one group
+    of them (at most BIN_BYTES on disk) at a time, streaming the rows to the writer, and keeps every
+    row in files of the table's target size."""
+    from pyiceberg.io.pyarrow import ArrowScan
+
+    from stedi import compaction
+
+    wh = many_batches
+    name = "machine_learning_curated"
+    before = contents(wh)[name]
+    files = {t.file.file_path: t.file.file_size_in_bytes for t in wh.table(name).scan().plan_files()}
+    monkeypatch.setattr(compaction, "BIN_BYTES", max(files.values()))  # the first run's file alone, the micro-batches' together
+    read = []
+    to_record_batches = ArrowScan.to_record_batches
+
+    def recorded(self, tasks):
+        read.append([t.file for t in tasks])
+        yield from to_record_batches(self, tasks)
+
+    monkeypatch.setattr(ArrowScan, "to_record_batches", recorded)
+    done = compact(wh, name)
+    assert done is not None and done.files_before == len(files) >= 9
+    assert len(read) >= 2 and sorted(f.file_path for group in read for f in group) == sorted(files)  # each file read once
+    for group, after in zip(read, [*read[1:], None], strict=True):
+        size = sum(f.file_size_in_bytes for f in group)
+        assert size <= compaction.BIN_BYTES
+        assert after is None or size + after[0].file_size_in_bytes > compaction.BIN_BYTES  # full, or it would not start another
+    assert done.files_after == 1 and done.rows == before.height  # (the table's target size holds them all)
+    assert_frame_equal(contents(Warehouse.open(Settings(warehouse=tmp_path / "wh", retention_days=0)))[name], before)

@@ -134,10 +134,12 @@ def test_a_process_that_is_not_long_lived_keeps_the_defaults(monkeypatch):
     assert flush_bytes(con.execute("SELECT current_setting('allocator_flush_threshold')").fetchall()[0][0]) == 128 * 2**20
 
 
-def test_release_returns_arrow_s_pool_and_glibc_s_free_lists(monkeypatch):
+def test_release_returns_pyiceberg_s_cache_arrow_s_pool_and_glibc_s_free_lists(monkeypatch):
     import pyarrow as pa
+    import pyiceberg.manifest
 
     calls = []
+    monkeypatch.setattr(pyiceberg.manifest, "clear_manifest_cache", lambda: calls.append("manifests"))
 
     class Libc:
         def malloc_trim(self, pad):
@@ -150,7 +152,20 @@ def test_release_returns_arrow_s_pool_and_glibc_s_free_lists(monkeypatch):
     monkeypatch.setattr(resources, "_libc", Libc)
     monkeypatch.setattr(pa, "default_memory_pool", Pool)
     resources.release()
-    assert calls == ["arrow", ("trim", 0)]
+    assert calls == ["manifests", "arrow", ("trim", 0)]
     monkeypatch.setattr(resources, "_libc", lambda: None)  # no glibc (musl, macOS): Arrow's pool only
     resources.release()
     assert calls[-1] == "arrow"
+
+
+def test_release_empties_the_manifest_cache_pyiceberg_keeps_across_reads(tmp_path):
+    from pyiceberg.manifest import _manifest_cache
+
+    source = tmp_path / "in"
+    generate(20, seed=3, out=source)
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    ingest(wh, source)
+    assert wh.data_files("accelerometer_landing")  # (pyiceberg's plan of the files)
+    assert len(_manifest_cache) > 0  # kept by pyiceberg, process-wide, after the read
+    resources.release()
+    assert len(_manifest_cache) == 0

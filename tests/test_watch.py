@@ -410,7 +410,7 @@ def s3_env(monkeypatch):
 def test_an_s3_source_is_listed_from_the_last_key_and_each_object_taken_once(tmp_path, parts, reference, s3_env):
     import s3fs
 
-    from stedi.watch import RELIST_EVERY, Inbox
+    from stedi.inbox import RELIST_EVERY, Inbox
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_env["AWS_ENDPOINT_URL"]})
     fs.mkdir("inbox")
@@ -478,3 +478,22 @@ def test_each_micro_batch_and_each_compaction_gives_memory_back(tmp_path, parts,
         watcher.serve()
     assert events.count("batch") == 3 and "compacted" in events
     assert all(after == "release" for before, after in zip(events, events[1:], strict=False) if before in ("batch", "compacted"))
+
+
+def test_an_inbox_emptied_as_it_goes_holds_nothing_per_file_taken(tmp_path, parts):
+    """A watch lives for hours over an inbox that its feeder empties: what it remembers of a file
+    goes with the file, and a file put back later is found taken by its content."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    wh = Warehouse.open(Settings(warehouse=tmp_path / "wh"))
+    watcher = Watcher(wh, str(inbox), wh.keys(KEY, create=True), Options(once=True, settle=0.0))
+    placed = deliver(parts[0], inbox)
+    assert watcher.serve() == 1 and len(watcher.inbox.done) == len(placed)
+    landed = manifest_rows(tmp_path / "wh")
+    for f in placed:
+        f.unlink()
+    watcher.inbox.look()
+    assert not (watcher.inbox.seen or watcher.inbox.done or watcher.inbox.failed)
+    deliver(parts[0], inbox)
+    assert watcher.serve() == 1  # (its micro-batch counter: nothing new was taken)
+    assert manifest_rows(tmp_path / "wh") == landed
