@@ -62,6 +62,7 @@ class Sessions:
             .agg(pl.col("serialNumber").last(), pl.col("shareWithResearchAsOfDate").is_null().any().alias("ever_not"))
             .filter(~pl.col("ever_not"))
             .collect()
+            .sort("email")  # (group_by's order varies: the same seed picks the same customers)
         )
         phone = pl.scan_ndjson(sorted((source / "accelerometer" / "landing").glob("*.json")))
         users = phone.select("user").unique().collect()["user"]
