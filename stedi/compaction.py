@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 #: A data file smaller than this (on disk) is worth rewriting with others.
 SMALL_FILE_BYTES = 8 * 1024 * 1024
 #: The small files read together: at most this many bytes on disk, so that a compaction holds one
-#: group's rows in memory (a few times this) and the writer's one file in the making, not a whole table.
+#: group's rows in memory (a few times this) and the files pyiceberg's writer is making (one per
+#: worker of its pool, each up to the table's target size), not a whole table.
 BIN_BYTES = 4 * SMALL_FILE_BYTES
 #: Compact a table once it has at least this many small files.
 MIN_SMALL_FILES = 2
@@ -104,7 +105,10 @@ def compact(
             stream = batches()
             first = next(stream, None)
             if first is not None:  # streamed into files of the table's target size
-                rows = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], stream))
+                # one schema for the stream: a file another tool wrote may decode to other Arrow types
+                # of the same Iceberg type (string, not large_string), which pyiceberg passes through
+                same = (b if b.schema.equals(first.schema) else b.cast(first.schema) for b in stream)
+                rows = pa.RecordBatchReader.from_batches(first.schema, itertools.chain([first], same))
                 for data_file in _dataframe_to_data_files(tx.table_metadata, rows, table.io, producer.commit_uuid):
                     producer.append_data_file(data_file)
                     added.append(data_file)

@@ -56,15 +56,12 @@ if TYPE_CHECKING:
 NAMESPACE = "stedi"
 
 # Physical settings of every table. pyiceberg writes the files of one commit in parallel, one per
-# ~64 MB of Arrow data: on a 2-core machine that keeps both cores encoding Parquet. An append adds a
-# manifest; once a snapshot would list 4, they are merged into one (pyiceberg's merge append): a
-# stream of micro-batches does not make every later plan read one more manifest per table (at 100x,
-# `bench/watch.py`'s median latency 2.03 s without, 1.63 s with; BENCHMARKS.md).
+# ~64 MB of Arrow data: on a 2-core machine that keeps both cores encoding Parquet. (Not pyiceberg's
+# merge append, `commit.manifest-merge.enabled`: faster plans in a stream of micro-batches, but each
+# merge leaves the manifest it merged away on disk, referenced by no snapshot; BENCHMARKS.md.)
 TABLE_PROPERTIES = {
     "write.target-file-size-bytes": str(64 * 1024 * 1024),
     "write.parquet.compression-codec": "zstd",
-    "commit.manifest-merge.enabled": "true",
-    "commit.manifest.min-count-to-merge": "4",
 }
 
 #: How long a command waits for another one writing to the same warehouse, by default.
