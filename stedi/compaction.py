@@ -88,13 +88,10 @@ def compact(
         from pyiceberg.io.pyarrow import ArrowScan, _dataframe_to_data_files
 
         scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
-        read = [0]
 
         def batches() -> Iterator[pa.RecordBatch]:  # a group of files read at a time, whatever the table's size
             for group in bins(small, BIN_BYTES):
-                for batch in scan.to_record_batches(group):
-                    read[0] += batch.num_rows
-                    yield batch
+                yield from scan.to_record_batches(group)
 
         props = _properties(table, current)
         tx = table.transaction()
@@ -117,7 +114,7 @@ def compact(
             name,
             len(small),
             len(added),
-            read[0],
+            sum(f.record_count for f in added),
             sum(t.file.file_size_in_bytes for t in small),
             sum(f.file_size_in_bytes for f in added),
         )
